@@ -1,0 +1,54 @@
+# groupcast: `make run` starts the local stack, `make test` runs the test suite.
+# Both install what they need first (a virtualenv from uv.lock, redis-server, Chromium).
+
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+TOOLS := .cache/tools
+UV := $(TOOLS)/uv-$(UV_VERSION)/bin/uv
+PYTHON := .venv/bin/python
+# uv: use the machine's CA store and its Python, never download an interpreter.
+export UV_SYSTEM_CERTS := 1
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help run test test-fast chart-test image e2e bench soak metrics-picture deps system-deps clean
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+run: deps system-deps  ## start Redis, http :8000, socket :8001, worker (:9102) and the demo page
+	$(PYTHON) -m service.devstack
+
+test: deps system-deps  ## the whole test suite (unit, integration, browser, chart)
+	$(PYTHON) -m pytest
+
+test-fast: deps system-deps  ## the tests that need no extra processes or browser
+	$(PYTHON) -m pytest -m "not slow"
+
+chart-test: deps  ## helm lint/template over the values matrix, schema and manifest validation
+	$(PYTHON) -m pytest tests/chart
+
+image:  ## build the container image with podman (offline-capable)
+	hack/image.sh
+
+e2e:  ## end-to-end on a real kind cluster (builds its pinned tool chain first)
+	e2e/run.sh
+
+bench: deps  ## groupcast vs stock Channels, python-socketio and Centrifugo
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --all-groups
+	$(PYTHON) -m bench
+
+deps: .venv/.synced
+
+$(UV):
+	python3 -m venv $(TOOLS)/uv-$(UV_VERSION)
+	$(TOOLS)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	touch $@
+
+system-deps:  ## redis-server and Chromium from Debian, when missing
+	hack/system-deps.sh
+
+clean:  ## remove the virtualenv, caches and local run state
+	rm -rf .venv .run .pytest_cache

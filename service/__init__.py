@@ -1,0 +1,1 @@
+"""groupcast: real-time group fan-out for Django, on Channels and Daphne."""

@@ -1,0 +1,1 @@
+"""The HTTP API: publish, tokens, jobs and group info, all JSON."""

@@ -1,0 +1,110 @@
+"""Reading and checking API request bodies; each problem is a 400 naming the field."""
+
+import json
+from datetime import datetime
+
+from django.conf import settings
+
+from service.api.errors import ApiError, bad_request
+from service.groups import is_group_name
+
+GROUP_RULE = "1-100 characters of A-Z a-z 0-9 _ . -"
+MAX_JOB_GROUPS = 10000
+
+
+def json_body(request):
+    """The request's JSON object (413 when too large, 400 when not a JSON object)."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit() or int(length) > settings.GROUPCAST_MAX_BODY_BYTES:
+        raise ApiError(
+            413, "too_large", f"body over {settings.GROUPCAST_MAX_BODY_BYTES} bytes"
+        )
+    raw = request.read(settings.GROUPCAST_MAX_BODY_BYTES + 1)
+    if len(raw) > settings.GROUPCAST_MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"body over {settings.GROUPCAST_MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("body is not valid JSON", "bad_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("body must be a JSON object")
+    return body
+
+
+def group_field(body, name="group"):
+    group = body.get(name)
+    if not is_group_name(group):
+        raise bad_request(f"{name} must be {GROUP_RULE}", "bad_group")
+    return group
+
+
+def data_field(body):
+    if "data" not in body:
+        raise bad_request('"data" is required (any JSON value)')
+    return body["data"]
+
+
+def publish_request(body):
+    return group_field(body), data_field(body)
+
+
+def token_request(body):
+    sub = body.get("sub")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 200:
+        raise bad_request('"sub" must be a string of 1-200 characters')
+    groups = body.get("groups")
+    if not isinstance(groups, list) or not all(is_group_name(g) for g in groups):
+        raise bad_request(f'"groups" must be a list of group names ({GROUP_RULE})', "bad_group")
+    ttl = body.get("ttl", 3600)
+    if type(ttl) is not int or not 1 <= ttl <= settings.GROUPCAST_TOKEN_MAX_TTL:
+        raise bad_request(
+            f'"ttl" must be an integer from 1 to {settings.GROUPCAST_TOKEN_MAX_TTL} seconds'
+        )
+    return sub, groups, ttl
+
+
+def job_request(body, now):
+    """(groups, data, run_at, rate) for a bulk broadcast."""
+    groups = body.get("groups")
+    if (
+        not isinstance(groups, list)
+        or not 1 <= len(groups) <= MAX_JOB_GROUPS
+        or not all(is_group_name(g) for g in groups)
+    ):
+        raise bad_request(
+            f'"groups" must be a list of 1-{MAX_JOB_GROUPS} group names ({GROUP_RULE})',
+            "bad_group",
+        )
+    data = data_field(body)
+    run_at = now
+    if "at" in body and "delay" in body:
+        raise bad_request('give "at" or "delay", not both')
+    if "delay" in body:
+        delay = body["delay"]
+        if not _number(delay) or not 0 <= delay <= 30 * 86400:
+            raise bad_request('"delay" must be a number of seconds from 0 to 2592000')
+        run_at = now + delay
+    elif "at" in body:
+        run_at = _timestamp(body["at"])
+    rate = body.get("rate")
+    if rate is not None and (not _number(rate) or not 0 < rate <= 100000):
+        raise bad_request('"rate" must be a number of publishes per second, up to 100000')
+    return list(dict.fromkeys(groups)), data, run_at, rate
+
+
+def _number(value):
+    return type(value) in (int, float)
+
+
+def _timestamp(value):
+    if _number(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                return moment.timestamp()
+    raise bad_request('"at" must be a Unix time or an ISO 8601 time with a zone')

@@ -1,0 +1,110 @@
+"""HTTP API views: parse, call a service function, answer. See README, "HTTP API"."""
+
+import functools
+import time
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from redis import RedisError
+
+from service import metrics
+from service.api import requests
+from service.api.errors import ApiError
+from service.api_keys import api_key_valid
+from service.groups import is_group_name
+from service.history import history_last_offset
+from service.jobs import job_create, job_get
+from service.presence import group_subscribers
+from service.publishing import publish_message
+from service.tokens import token_issue
+
+RETRY_AFTER_SECONDS = "2"
+
+
+def endpoint(view_name, method):
+    """API key, method, error format, Redis outages (503 + Retry-After) and request counts."""
+
+    def decorate(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            try:
+                if request.method != method:
+                    raise ApiError(405, "method_not_allowed", f"use {method}", {"Allow": method})
+                if not api_key_valid(_bearer(request)):
+                    raise ApiError(
+                        401, "unauthorized", "missing or invalid API key",
+                        {"WWW-Authenticate": 'Bearer realm="groupcast"'},
+                    )
+                status, body = view(request, *args, **kwargs)
+                response = JsonResponse(body, status=status)
+                metrics.redis_ok("http")
+            except ApiError as error:
+                response = error.response()
+            except (RedisError, OSError):
+                metrics.redis_failed("http")
+                response = ApiError(
+                    503, "unavailable", "Redis is unreachable; nothing was stored, retry later",
+                    {"Retry-After": RETRY_AFTER_SECONDS},
+                ).response()
+            metrics.HTTP_REQUESTS.labels(view_name, str(response.status_code)).inc()
+            return response
+
+        return wrapper
+
+    return decorate
+
+
+def _bearer(request):
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
+@endpoint("publish", "POST")
+def publish(request):
+    try:
+        group, data = requests.publish_request(requests.json_body(request))
+    except ApiError as error:
+        metrics.PUBLISH_ERRORS.labels(error.code).inc()
+        raise
+    once_key = request.headers.get("Idempotency-Key")
+    if once_key is not None and not 1 <= len(once_key) <= 200:
+        raise requests.bad_request("Idempotency-Key must be 1-200 characters")
+    try:
+        offset = publish_message(group=group, data=data, once_key=once_key and f"api:{once_key}")
+    except (RedisError, OSError):
+        metrics.PUBLISH_ERRORS.labels("unavailable").inc()
+        raise
+    return 200, {"group": group, "offset": offset}
+
+
+@endpoint("tokens", "POST")
+def tokens(request):
+    sub, groups, ttl = requests.token_request(requests.json_body(request))
+    return 200, {"token": token_issue(sub=sub, groups=groups, ttl=ttl), "expires_in": ttl}
+
+
+@endpoint("jobs", "POST")
+def jobs(request):
+    groups, data, run_at, rate = requests.job_request(requests.json_body(request), time.time())
+    job_id = job_create(groups=groups, data=data, run_at=run_at, rate=rate)
+    return 202, {"job": job_id, "status": "queued"}
+
+
+@endpoint("job", "GET")
+def job(request, job_id):
+    status = job_get(job_id)
+    if status is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return 200, status
+
+
+@endpoint("group", "GET")
+def group(request, name):
+    if not is_group_name(name):
+        raise requests.bad_request(f"group must be {requests.GROUP_RULE}", "bad_group")
+    return 200, {
+        "group": name,
+        "subscribers": group_subscribers(group=name),
+        "last_offset": history_last_offset(group=name),
+    }

@@ -1,0 +1,29 @@
+"""Publish one message: django-admin groupcast_publish news '{"text": "hello"}'"""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from redis import RedisError
+
+from service.groups import is_group_name
+from service.publishing import publish_message
+
+
+class Command(BaseCommand):
+    help = "Publish a JSON message to a group and print its offset."
+
+    def add_arguments(self, parser):
+        parser.add_argument("group")
+        parser.add_argument("data", help="the message, as JSON")
+
+    def handle(self, *args, group, data, **options):
+        if not is_group_name(group):
+            raise CommandError("group must be 1-100 characters of A-Z a-z 0-9 _ . -")
+        try:
+            value = json.loads(data)
+        except ValueError as error:
+            raise CommandError(f"data is not JSON: {error}") from None
+        try:
+            self.stdout.write(publish_message(group=group, data=value))
+        except RedisError as error:
+            raise CommandError(f"Redis is unreachable: {error}") from None

@@ -1,0 +1,15 @@
+"""runworker with groupcast's worker: job slots, the due-job scheduler and a metrics port."""
+
+from channels.management.commands import runworker
+from django.conf import settings
+
+from service.health import worker_probe_serve
+from service.workers import GroupcastWorker
+
+
+class Command(runworker.Command):
+    worker_class = GroupcastWorker
+
+    def handle(self, *args, **options):
+        worker_probe_serve(settings.GROUPCAST_METRICS_PORT, settings.GROUPCAST_METRICS_HOST)
+        super().handle(*args, **options)

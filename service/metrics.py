@@ -1,0 +1,116 @@
+"""Every groupcast metric, in one catalogue.
+
+Labels are bounded (role, reason, status, code, view): never a group name, token or
+user, so the number of series does not grow with traffic. The http role runs under
+gunicorn in prometheus_client's multiprocess mode; the socket and worker roles are
+single processes.
+"""
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SLOW = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900)
+
+# http (and workers, which publish jobs)
+PUBLISHES = Counter("groupcast_publish", "Messages stored and announced to a group.")
+PUBLISH_ERRORS = Counter(
+    "groupcast_publish_errors", "Publishes refused or failed, by reason.", ["reason"]
+)
+PUBLISH_SECONDS = Histogram(
+    "groupcast_publish_seconds", "Time to store and announce one message.", buckets=FAST
+)
+HTTP_REQUESTS = Counter(
+    "groupcast_http_requests", "HTTP API requests, by view and status.", ["view", "status"]
+)
+
+# socket
+CONNECTIONS = Gauge(
+    "groupcast_connections", "Open WebSocket connections.", multiprocess_mode="livesum"
+)
+SUBSCRIPTIONS = Gauge(
+    "groupcast_subscriptions", "Group subscriptions held by open connections.",
+    multiprocess_mode="livesum",
+)
+GROUPS_LOCAL = Gauge(
+    "groupcast_groups_local", "Groups with at least one member in this process.",
+    multiprocess_mode="livesum",
+)
+SEND_QUEUE_DEPTH = Gauge(
+    "groupcast_send_queue_depth",
+    "Largest number of bytes waiting to be written to one connection.",
+    multiprocess_mode="livemax",
+)
+DELIVERIES = Counter("groupcast_deliveries", "Message frames written to clients.")
+DROPPED = Counter(
+    "groupcast_dropped",
+    "Messages not written to a member, by reason (each is recoverable by offset).",
+    ["reason"],
+)
+DISCONNECTS = Counter(
+    "groupcast_disconnects", "WebSocket connections closed, by close code.", ["code"]
+)
+FANOUT_SECONDS = Histogram(
+    "groupcast_fanout_seconds",
+    "From an announcement reaching this process to its last local write.",
+    buckets=FAST,
+)
+DELIVERY_LAG = Histogram(
+    "groupcast_delivery_lag_seconds",
+    "From a message being stored to its frames being written.",
+    buckets=LAG,
+)
+RECOVERED = Counter(
+    "groupcast_recovered", "Messages replayed from history (since, or after a lost link)."
+)
+CLIENT_ERRORS = Counter(
+    "groupcast_client_errors", "Client frames answered with an error, by code.", ["code"]
+)
+
+# worker
+JOBS = Counter("groupcast_jobs", "Job runs finished, by status.", ["status"])
+JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
+JOB_QUEUE_DEPTH = Gauge(
+    "groupcast_job_queue_depth", "Jobs waiting to be run (queued or scheduled).",
+    multiprocess_mode="livemax",
+)
+EVENTS = Counter("groupcast_events", "Connection events handled, by status.", ["status"])
+
+# every role
+REDIS_UP = Gauge(
+    "groupcast_redis_up", "1 when this process reached Redis on its last attempt.",
+    ["role"], multiprocess_mode="livemin",
+)
+REDIS_ERRORS = Counter(
+    "groupcast_redis_errors", "Redis commands that failed, by role.", ["role"]
+)
+
+
+def redis_ok(role):
+    REDIS_UP.labels(role).set(1)
+
+
+def redis_failed(role):
+    REDIS_UP.labels(role).set(0)
+    REDIS_ERRORS.labels(role).inc()
+
+
+def exposition():
+    """The Prometheus text for this process, or for every gunicorn worker in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

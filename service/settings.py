@@ -1,0 +1,97 @@
+"""groupcast settings: read from environment variables only.
+
+Secrets have no defaults; a missing or malformed value stops start-up with a message
+naming the variable (see README, "Configuration").
+"""
+
+from pathlib import Path
+
+from service.environment import Environment
+
+BASE_DIR = Path(__file__).resolve().parent
+env = Environment()
+
+# Secrets and wiring
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", min_length=32)
+REDIS_URL = env.url("REDIS_URL", schemes=("redis", "rediss", "unix", "redis+sentinel"))
+GROUPCAST_API_KEYS = env.list("GROUPCAST_API_KEYS", min_length=16)
+# The first secret signs new tokens; every listed secret is accepted (rotation).
+GROUPCAST_JWT_SECRETS = env.list("GROUPCAST_JWT_SECRET", min_length=32)
+GROUPCAST_ALLOWED_ORIGINS = env.list("GROUPCAST_ALLOWED_ORIGINS", default=[])
+ALLOWED_HOSTS = env.list("GROUPCAST_ALLOWED_HOSTS", default=["*"])
+GROUPCAST_REDIS_PREFIX = env.str("GROUPCAST_REDIS_PREFIX", default="gc")
+
+# Limits
+GROUPCAST_MAX_BODY_BYTES = env.int("GROUPCAST_MAX_BODY_BYTES", default=65536, minimum=256)
+GROUPCAST_MAX_FRAME_BYTES = env.int("GROUPCAST_MAX_FRAME_BYTES", default=16384, minimum=256)
+GROUPCAST_SEND_QUEUE_BYTES = env.int("GROUPCAST_SEND_QUEUE_BYTES", default=1048576, minimum=4096)
+GROUPCAST_MAX_SUBSCRIPTIONS = env.int("GROUPCAST_MAX_SUBSCRIPTIONS", default=100, minimum=1)
+GROUPCAST_MAX_CONNECTIONS = env.int("GROUPCAST_MAX_CONNECTIONS", default=20000, minimum=1)
+GROUPCAST_CLIENT_RATE = env.float("GROUPCAST_CLIENT_RATE", default=50.0, minimum=0.1)
+GROUPCAST_HISTORY_SIZE = env.int("GROUPCAST_HISTORY_SIZE", default=1000, minimum=1)
+GROUPCAST_HISTORY_TTL = env.int("GROUPCAST_HISTORY_TTL", default=86400, minimum=1)
+
+# Tokens
+GROUPCAST_TOKEN_MAX_TTL = env.int("GROUPCAST_TOKEN_MAX_TTL", default=86400, minimum=1)
+GROUPCAST_JWT_LEEWAY = env.int("GROUPCAST_JWT_LEEWAY", default=10, minimum=0, maximum=300)
+
+# Lifecycle
+GROUPCAST_DRAIN_SECONDS = env.float("GROUPCAST_DRAIN_SECONDS", default=10.0, minimum=0)
+GROUPCAST_PRESENCE_TTL = env.int("GROUPCAST_PRESENCE_TTL", default=30, minimum=3)
+GROUPCAST_JOB_LEASE_SECONDS = env.int("GROUPCAST_JOB_LEASE_SECONDS", default=30, minimum=2)
+GROUPCAST_JOB_MAX_ATTEMPTS = env.int("GROUPCAST_JOB_MAX_ATTEMPTS", default=5, minimum=1)
+GROUPCAST_WORKER_CONCURRENCY = env.int("GROUPCAST_WORKER_CONCURRENCY", default=4, minimum=1)
+GROUPCAST_WEBHOOK_URL = env.url("GROUPCAST_WEBHOOK_URL", default=None, schemes=("http", "https"))
+GROUPCAST_METRICS_PORT = env.int("GROUPCAST_METRICS_PORT", default=9102, minimum=1, maximum=65535)
+GROUPCAST_METRICS_HOST = env.str("GROUPCAST_METRICS_HOST", default="0.0.0.0")
+
+# Demo page: where browsers open the WebSocket (default: /ws on the page's own host)
+GROUPCAST_WS_URL = env.url("GROUPCAST_WS_URL", default="", schemes=("ws", "wss"))
+
+LOG_LEVEL = env.str(
+    "GROUPCAST_LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+)
+env.check()
+
+DEBUG = False
+INSTALLED_APPS = [
+    # before channels, so that its runworker (metrics, job scheduling) takes precedence
+    "service",
+    "channels",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "service.api.errors.JsonErrorMiddleware",
+]
+ROOT_URLCONF = "service.urls"
+WSGI_APPLICATION = "service.wsgi.application"
+ASGI_APPLICATION = "service.asgi.application"
+DATABASES = {}
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": []},
+    }
+]
+USE_TZ = True
+TIME_ZONE = "UTC"
+# Bodies are limited by GROUPCAST_MAX_BODY_BYTES in the API views, answering 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = GROUPCAST_MAX_BODY_BYTES
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "service.layers.GroupcastChannelLayer",
+        "CONFIG": {"redis_url": REDIS_URL, "prefix": GROUPCAST_REDIS_PREFIX},
+    }
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

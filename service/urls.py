@@ -1,0 +1,17 @@
+from django.urls import path
+
+from service import demo, health
+from service.api import views
+
+urlpatterns = [
+    path("api/v1/publish", views.publish),
+    path("api/v1/tokens", views.tokens),
+    path("api/v1/jobs", views.jobs),
+    path("api/v1/jobs/<str:job_id>", views.job),
+    path("api/v1/groups/<str:name>", views.group),
+    path("healthz", health.healthz),
+    path("readyz", health.readyz),
+    path("metrics", health.metrics_view),
+    path("", demo.index),
+    path("static/<str:name>", demo.script),
+]

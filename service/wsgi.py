@@ -1,0 +1,8 @@
+"""The http role: `gunicorn service.wsgi` (see service/gunicorn.conf.py)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
+application = get_wsgi_application()

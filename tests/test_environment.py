@@ -1,0 +1,78 @@
+"""Settings come from the environment; a bad or missing one stops start-up naming it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.environment import Environment
+
+BASE = {
+    "DJANGO_SETTINGS_MODULE": "service.settings",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "DJANGO_SECRET_KEY": "s" * 40,
+    "GROUPCAST_API_KEYS": "k" * 20,
+    "GROUPCAST_JWT_SECRET": "j" * 40,
+}
+
+
+def load_settings(**changes):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GROUPCAST_", "DJANGO_", "REDIS_"))}
+    env.update(BASE)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('loaded')"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_complete_environment_loads():
+    result = load_settings()
+    assert result.returncode == 0, result.stderr
+    assert "loaded" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("REDIS_URL", None, "REDIS_URL: required but not set"),
+        ("REDIS_URL", "http://x", "REDIS_URL: must be a URL starting with one of redis://"),
+        ("DJANGO_SECRET_KEY", None, "DJANGO_SECRET_KEY: required"),
+        ("DJANGO_SECRET_KEY", "short", "DJANGO_SECRET_KEY: must be at least 32 characters"),
+        ("GROUPCAST_API_KEYS", None, "GROUPCAST_API_KEYS: required"),
+        ("GROUPCAST_API_KEYS", "k" * 20 + ",tiny", "GROUPCAST_API_KEYS: every item must be at least 16"),
+        ("GROUPCAST_JWT_SECRET", None, "GROUPCAST_JWT_SECRET: required"),
+        ("GROUPCAST_MAX_FRAME_BYTES", "lots", "GROUPCAST_MAX_FRAME_BYTES: must be an integer, got 'lots'"),
+        ("GROUPCAST_MAX_SUBSCRIPTIONS", "0", "GROUPCAST_MAX_SUBSCRIPTIONS: must be at least 1"),
+        ("GROUPCAST_CLIENT_RATE", "fast", "GROUPCAST_CLIENT_RATE: must be a number"),
+        ("GROUPCAST_LOG_LEVEL", "LOUD", "GROUPCAST_LOG_LEVEL: must be one of"),
+        ("GROUPCAST_WEBHOOK_URL", "ftp://x", "GROUPCAST_WEBHOOK_URL: must be a URL"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):
+    result = load_settings(**{name: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+    # secrets never appear in the error
+    assert BASE["DJANGO_SECRET_KEY"] not in result.stderr
+    assert BASE["GROUPCAST_API_KEYS"] not in result.stderr
+
+
+def test_every_problem_is_reported_at_once():
+    result = load_settings(REDIS_URL=None, GROUPCAST_API_KEYS=None, GROUPCAST_MAX_BODY_BYTES="-5")
+    assert result.returncode != 0
+    for name in ("REDIS_URL", "GROUPCAST_API_KEYS", "GROUPCAST_MAX_BODY_BYTES"):
+        assert f"{name}:" in result.stderr
+
+
+def test_environment_lists_and_booleans():
+    env = Environment({"L": " a, b ,,c ", "B": "yes", "X": "maybe"})
+    assert env.list("L") == ["a", "b", "c"]
+    assert env.bool("B", False) is True
+    assert env.bool("X", False) is False
+    assert env.problems == ["X: must be true or false, got 'maybe'"]

@@ -1,0 +1,74 @@
+"""Publishing stores and announces atomically; history reads by offset."""
+
+import pytest
+
+from service import keys
+from service.groups import offset_after
+from service.history import history_last_offset, history_read
+from service.publishing import apublish_message, publish_message
+from service.store import make_async
+
+
+@pytest.fixture
+async def client(redis_url):
+    client = make_async(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_publish_stores_in_the_stream_and_announces_on_the_group_channel(client, sync_redis):
+    pubsub = client.pubsub()
+    await pubsub.subscribe(keys.fanout_channel("news"))
+    await pubsub.get_message(timeout=5)  # the subscribe confirmation
+    offset = publish_message(group="news", data={"text": "hi"})
+    announcement = await pubsub.get_message(timeout=5)
+    assert announcement["data"] == f'P{offset} {{"text":"hi"}}'.encode()
+    [(stored_id, fields)] = sync_redis.xrange(keys.stream("news"))
+    assert stored_id.decode() == offset and fields == {b"d": b'{"text":"hi"}'}
+    await pubsub.aclose()
+
+
+async def test_offsets_increase_in_publish_order(client):
+    offsets = [await apublish_message(group="news", data=i) for i in range(20)]
+    assert all(offset_after(b, a) for a, b in zip(offsets, offsets[1:]))
+    history = await history_read(client, group="news", since=offsets[4])
+    assert [o for o, _ in history.messages] == offsets[5:]
+    assert [d for _, d in history.messages] == [str(i).encode() for i in range(5, 20)]
+    assert history.last_offset == offsets[-1] and not history.trimmed
+
+
+def test_once_key_makes_a_repeated_publish_return_the_first_offset(sync_redis):
+    first = publish_message(group="news", data="a", once_key="job:1:news")
+    again = publish_message(group="news", data="a", once_key="job:1:news")
+    assert first == again
+    assert sync_redis.xlen(keys.stream("news")) == 1
+
+
+async def test_history_of_an_unknown_group_starts_at_origin(client):
+    history = await history_read(client, group="nothing-here")
+    assert history.last_offset == "0-0" and history.messages == [] and not history.trimmed
+    assert history_last_offset(group="nothing-here") == "0-0"
+
+
+async def test_since_older_than_retention_is_reported_trimmed(client, settings):
+    settings.GROUPCAST_HISTORY_SIZE = 10
+    offsets = [await apublish_message(group="busy", data=i) for i in range(300)]
+    history = await history_read(client, group="busy", since=offsets[0])
+    assert history.trimmed
+    retained = [o for o, _ in history.messages]
+    assert retained and retained[-1] == offsets[-1] and len(retained) < 299
+    recent = await history_read(client, group="busy", since=offsets[-3])
+    assert not recent.trimmed and [o for o, _ in recent.messages] == offsets[-2:]
+
+
+async def test_history_pages_through_long_gaps(client, settings):
+    settings.GROUPCAST_HISTORY_SIZE = 5000
+    offsets = [await apublish_message(group="long", data=i) for i in range(1200)]
+    history = await history_read(client, group="long", since="0-0")
+    assert [o for o, _ in history.messages] == offsets
+
+
+async def test_group_stream_expires_after_the_history_ttl(client, settings, sync_redis):
+    settings.GROUPCAST_HISTORY_TTL = 100
+    await apublish_message(group="short", data=1)
+    assert 0 < sync_redis.ttl(keys.stream("short")) <= 100

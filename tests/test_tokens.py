@@ -1,0 +1,101 @@
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+from service.api_keys import api_key_valid
+from service.tokens import TokenError, token_issue, token_verify
+
+
+def test_issued_token_carries_sub_groups_and_exp(settings):
+    token = token_issue(sub="user-1", groups=["news", "sports"], ttl=60)
+    payload = jwt.decode(token, settings.GROUPCAST_JWT_SECRETS[0], algorithms=["HS256"])
+    assert payload["sub"] == "user-1"
+    assert payload["groups"] == ["news", "sports"]
+    assert payload["exp"] - payload["iat"] == 60
+    claims = token_verify(token)
+    assert claims.sub == "user-1" and claims.groups == {"news", "sports"}
+
+
+def test_expired_token_is_refused(settings):
+    settings.GROUPCAST_JWT_LEEWAY = 0
+    token = token_issue(sub="u", groups=["news"], ttl=1, now=time.time() - 10)
+    with pytest.raises(TokenError, match="expired"):
+        token_verify(token)
+
+
+def test_leeway_tolerates_small_clock_skew(settings):
+    settings.GROUPCAST_JWT_LEEWAY = 30
+    token = token_issue(sub="u", groups=["news"], ttl=1, now=time.time() - 10)
+    assert token_verify(token).sub == "u"
+
+
+def test_token_from_the_future_is_not_yet_valid(settings):
+    settings.GROUPCAST_JWT_LEEWAY = 5
+    token = token_issue(sub="u", groups=["news"], ttl=600, now=time.time() + 120)
+    with pytest.raises(TokenError, match="not yet valid"):
+        token_verify(token)
+
+
+def test_wrong_signature_is_refused():
+    token = jwt.encode({"sub": "u", "groups": [], "exp": time.time() + 60}, "x" * 40, algorithm="HS256")
+    with pytest.raises(TokenError, match="bad signature"):
+        token_verify(token)
+
+
+def test_every_configured_secret_is_accepted_for_rotation(settings):
+    old = settings.GROUPCAST_JWT_SECRETS[1]
+    token = jwt.encode({"sub": "u", "groups": ["a"], "exp": time.time() + 60}, old, algorithm="HS256")
+    assert token_verify(token).groups == {"a"}
+
+
+def _b64(part):
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+
+def test_alg_none_is_refused():
+    token = _b64({"alg": "none", "typ": "JWT"}) + "." + _b64({"sub": "u", "groups": ["news"], "exp": time.time() + 60}) + "."
+    with pytest.raises(TokenError):
+        token_verify(token)
+
+
+def test_algorithm_swap_is_refused(settings):
+    token = jwt.encode(
+        {"sub": "u", "groups": ["news"], "exp": time.time() + 60},
+        settings.GROUPCAST_JWT_SECRETS[0],
+        algorithm="HS512",
+    )
+    with pytest.raises(TokenError):
+        token_verify(token)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"sub": "u", "groups": ["news"]},  # no exp
+        {"groups": ["news"], "exp": 4102444800},  # no sub
+        {"sub": "u", "groups": "news", "exp": 4102444800},  # groups not a list
+        {"sub": "u", "groups": ["no spaces"], "exp": 4102444800},
+    ],
+)
+def test_malformed_claims_are_refused(settings, payload):
+    token = jwt.encode(payload, settings.GROUPCAST_JWT_SECRETS[0], algorithm="HS256")
+    with pytest.raises(TokenError):
+        token_verify(token)
+
+
+@pytest.mark.parametrize("token", ["", "abc", "a.b.c", "x" * 5000])
+def test_garbage_is_refused(token):
+    with pytest.raises(TokenError):
+        token_verify(token)
+
+
+def test_api_keys_accept_each_configured_key_only(settings):
+    first, second = settings.GROUPCAST_API_KEYS
+    assert api_key_valid(first) and api_key_valid(second)
+    assert not api_key_valid("")
+    assert not api_key_valid(first[:-1])
+    assert not api_key_valid(first + "x")
+    assert not api_key_valid(None)
