@@ -9,6 +9,7 @@ stream, so members see no gap then either.
 """
 
 import asyncio
+import collections
 import logging
 import time
 
@@ -77,16 +78,20 @@ class Fanout:
     async def close(self):
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.presence.close()
+            await _settle(self._task)
         await self._drop_pubsub()
+        await self.presence.close()
 
     # Membership
 
     async def join(self, group, subscriber, since=None):
-        """Add a WebSocket subscriber: `subscribed`, then history after `since`, then live."""
+        """Add a WebSocket subscriber: `subscribed`, then history after `since`, then live.
+
+        Live messages arriving meanwhile are held back for it and handed over by offset,
+        so it sees no gap and no duplicate.
+        """
         state = await self._local_group(group)
-        state.joining[subscriber] = []
+        held = state.joining[subscriber] = collections.deque()
         self._presence_changed(state)
         try:
             history, _ = await asyncio.gather(
@@ -96,8 +101,7 @@ class Fanout:
             state.joining.pop(subscriber, None)
             await self._release(state)
             raise
-        held = state.joining.pop(subscriber, None)
-        if held is None:
+        if state.joining.get(subscriber) is not held:
             return  # it left while its history was read
         subscriber.send(frames.subscribed_frame(group, history.last_offset))
         if history.trimmed:
@@ -106,12 +110,15 @@ class Fanout:
                 f"messages after {since} are no longer retained; replaying what is",
                 group,
             )
-        subscriber.replay(history.messages, group)
-        written = 0
-        for frame in held:
+        written = await subscriber.replay(history.messages, group)
+        while held and state.joining.get(subscriber) is held:
+            frame = held.popleft()
             if offset_after(frame.offset, history.last_offset):
-                written += subscriber.write(frame)
+                written += await subscriber.write_paced(frame)
         metrics.DELIVERIES.inc(written)
+        if state.joining.get(subscriber) is not held:
+            return  # it left during the replay
+        del state.joining[subscriber]
         state.subscribers[subscriber] = None
         subscriber.groups.add(group)
 
@@ -340,17 +347,25 @@ class Fanout:
     async def _drop_pubsub(self):
         self.linked.clear()
         task, self._task_reader = self._task_reader, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             try:
-                await pubsub.aclose()
+                await pubsub.aclose()  # also ends a read in progress
             except Exception:
                 pass
+        if task is not None and not task.done():
+            task.cancel()
+            await _settle(task)
         for confirmed in self._confirmations.values():
             if not confirmed.done():
                 confirmed.set_exception(ConnectionError("Redis link lost"))
                 confirmed.exception()
         self._confirmations.clear()
+
+
+async def _settle(task, timeout=2.0):
+    """Wait, bounded, for a cancelled task to finish (redis-py can delay a cancellation
+    that lands mid-read; the task then ends when its connection is closed)."""
+    done, _ = await asyncio.wait([task], timeout=timeout)
+    if not done:
+        log.warning("task %r did not stop within %.0fs", task.get_name(), timeout)

@@ -11,6 +11,8 @@ idempotency key `job:<id>:<group>`, so a retried job never publishes to a group 
 import asyncio
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 
@@ -67,8 +69,8 @@ return ready
 """
 
 # Only the lease holder may renew or finish. KEYS: job, due, queued.
-# ARGV: owner, now, outcome ('renew' | 'done' | 'retry' | 'failed'), lease or retry
-# delay, field/value pairs to record.
+# ARGV: owner, now, outcome ('renew' | 'release' | 'done' | 'retry' | 'failed'), lease
+# or retry delay, field/value pairs to record.
 OUTCOME_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -77,6 +79,10 @@ local at = tonumber(ARGV[2]) + tonumber(ARGV[4])
 if outcome == 'renew' then
   redis.call('HSET', KEYS[1], 'lease_until', at)
   redis.call('ZADD', KEYS[2], at, KEYS[1])
+elseif outcome == 'release' then
+  redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'owner', '')
+  redis.call('ZADD', KEYS[2], at, KEYS[1]); redis.call('ZADD', KEYS[3], at, KEYS[1])
 elseif outcome == 'retry' then
   redis.call('HSET', KEYS[1], 'status', 'queued', 'owner', '', 'run_at', at)
   redis.call('ZADD', KEYS[2], at, KEYS[1]); redis.call('ZADD', KEYS[3], at, KEYS[1])
@@ -139,6 +145,8 @@ def job_view(job_id, record):
         "finished": float(record["finished"]) if record.get("finished") else None,
         "result": json.loads(record["result"]) if record.get("result") else None,
         "error": record.get("error") or None,
+        # the worker process holding the job while it runs: host-pid
+        "worker": record.get("owner", "").rpartition("/")[0] or None,
     }
 
 
@@ -160,7 +168,7 @@ class Lease:
     def __init__(self, client, job_id):
         self.client = client
         self.job_id = job_id
-        self.owner = uuid.uuid4().hex
+        self.owner = f"{socket.gethostname()}-{os.getpid()}/{uuid.uuid4().hex}"
         self._outcome = client.register_script(OUTCOME_SCRIPT)
 
     async def start(self):
@@ -189,6 +197,10 @@ class Lease:
     async def renew(self, published):
         return await self._settle("renew", settings.GROUPCAST_JOB_LEASE_SECONDS, published=published)
 
+    async def release(self, published):
+        """Hand the job back at once (this worker is shutting down); not a failed attempt."""
+        return await self._settle("release", 0, published=published)
+
     async def done(self, result):
         await self._settle("done", KEEP_FINISHED, result=json.dumps(result), error="")
 
@@ -200,17 +212,40 @@ class Lease:
         return "retried"
 
 
+# The jobs this process is running: lease -> progress, so a shutdown can hand them back.
+running = {}
+
+
+async def jobs_release_running():
+    """On shutdown: give every job this process runs back to the queue, right away."""
+    for lease, progress in list(running.items()):
+        progress["lost"] = True
+        try:
+            await lease.release(progress["published"])
+        except Exception as error:
+            log.warning("job %s: could not hand back (%s); its lease will expire", lease.job_id, error)
+
+
 async def job_run(client, job_id):
     """Run one job if it is still to be run; return its outcome (or None if not ours)."""
     lease = Lease(client, job_id)
     record = await lease.start()
     if record is None:
         return None
+    progress = {"published": 0}
+    running[lease] = progress
+    try:
+        return await _run_leased(lease, record, progress)
+    finally:
+        running.pop(lease, None)
+
+
+async def _run_leased(lease, record, progress):
+    job_id = lease.job_id
     started = time.perf_counter()
     groups = json.loads(record["groups"])
     data = json.loads(record["data"])
     rate = float(record["rate"])
-    progress = {"published": 0}
     keeper = asyncio.ensure_future(_keep_lease(lease, progress))
     try:
         offsets = await _broadcast(job_id, groups, data, rate, progress)

@@ -7,12 +7,19 @@ delivers to them locally (service/fanout.py). A channel added to a group from an
 process is kept in Redis exactly as channels_redis does and still receives, so every
 behaviour the Channels documentation gives groups holds across processes.
 
+Receiving on this process's channels changes too: one task per process pulls the
+process's share of Redis into local buffers, and each receive() just waits on its own
+buffer. Local deliveries land in the same buffers, so a waiting consumer wakes for
+either (channels_redis's receive() would sit in BZPOPMIN and miss a local delivery).
+
 groupcast's own WebSocket consumers attach a Subscriber to their channel; messages
 published to their groups are then written to the socket directly, framed once per
 process, instead of travelling through the channel.
 """
 
 import asyncio
+import collections
+import logging
 import os
 import socket
 import uuid
@@ -26,6 +33,8 @@ from service import keys, metrics
 from service.fanout import DISCARD, EVENT, Fanout
 from service.store import channel_layer_host, make_async
 
+log = logging.getLogger(__name__)
+
 
 class GroupcastChannelLayer(RedisChannelLayer):
     extensions = ["groups", "flush", "groupcast"]
@@ -38,6 +47,9 @@ class GroupcastChannelLayer(RedisChannelLayer):
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.subscribers = {}
         self._fanouts = weakref.WeakKeyDictionary()
+        # per event loop: {non-local channel name: task pulling it from Redis}
+        self._pullers = weakref.WeakKeyDictionary()
+        self._waiting = collections.Counter()
 
     def match_type_and_length(self, name):
         # groupcast's group names run to 100 characters; Channels stops at 99.
@@ -64,6 +76,52 @@ class GroupcastChannelLayer(RedisChannelLayer):
             fanout.start()
             self._export_gauges(fanout)
         return fanout
+
+    # Receiving
+
+    async def receive(self, channel):
+        """Receive the next message on `channel` (normal channels: channels_redis's own)."""
+        assert self.require_valid_channel_name(channel)
+        if "!" not in channel:
+            return await super().receive(channel)
+        assert self._is_local(channel), "Wrong client prefix"
+        self._start_puller(self.non_local_name(channel))
+        buffer = self.receive_buffer[channel]
+        self._waiting[channel] += 1
+        try:
+            return await buffer.get()
+        finally:
+            self._waiting[channel] -= 1
+            if not self._waiting[channel]:
+                del self._waiting[channel]
+                if buffer.empty() and self.receive_buffer.get(channel) is buffer:
+                    del self.receive_buffer[channel]
+
+    def _start_puller(self, real_channel):
+        pullers = self._pullers.setdefault(asyncio.get_running_loop(), {})
+        if real_channel not in pullers:
+            pullers[real_channel] = asyncio.ensure_future(self._pull(real_channel))
+
+    async def _pull(self, real_channel):
+        """Move messages sent to this process's channels from Redis into their buffers."""
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        delay = 0.1
+        while self._pullers.get(loop, {}).get(real_channel) is me:
+            try:
+                target, message = await self.receive_single(real_channel)
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if self._pullers.get(loop, {}).get(real_channel) is not me:
+                    return  # the layer was closed under us
+                log.warning("receiving from Redis failed (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)  # back off while Redis is away
+                delay = min(delay * 2, 5.0)
+                continue
+            for channel in target if isinstance(target, list) else [target]:
+                self.deliver_local(channel, message)
 
     def _is_local(self, channel):
         return "!" in channel and self.non_local_name(channel).endswith(self.client_prefix + "!")
@@ -141,6 +199,13 @@ class GroupcastChannelLayer(RedisChannelLayer):
         self.receive_buffer.pop(subscriber.channel_name, None)
 
     async def close_pools(self):
+        pullers = self._pullers.pop(asyncio.get_running_loop(), {})
+        for task in pullers.values():
+            task.cancel()
+        if pullers:
+            # redis-py can swallow a cancellation that lands mid-command; a puller that
+            # survives it exits once the pools below are closed under it.
+            await asyncio.wait(pullers.values(), timeout=1.0)
         for fanout in list(self._fanouts.values()):
             await fanout.close()
         self._fanouts.clear()

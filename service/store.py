@@ -105,6 +105,11 @@ def make_async(url, **overrides):
     return redis.asyncio.Redis(connection_pool=pool)
 
 
+# channels_redis blocks in BZPOPMIN for up to 5 s; redis-py 8's default 5 s read timeout
+# would race it and kill the receive loop, so the layer's reads get more room.
+LAYER_READ_TIMEOUT = 15
+
+
 def channel_layer_host(url):
     """channels_redis's description of the same server."""
     if _is_sentinel(url):
@@ -115,5 +120,11 @@ def channel_layer_host(url):
             "db": address.db,
             "password": address.password,
             "socket_connect_timeout": 2,
+            "socket_timeout": LAYER_READ_TIMEOUT,
         }
-    return {"address": url, "max_connections": 1000, "socket_connect_timeout": 2}
+    return {
+        "address": url,
+        "max_connections": 1000,
+        "socket_connect_timeout": 2,
+        "socket_timeout": LAYER_READ_TIMEOUT,
+    }

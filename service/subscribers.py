@@ -6,6 +6,7 @@ for it, it is closed with 4008 and every message it does not get is counted. Not
 skipped silently; the client resumes by offset.
 """
 
+import asyncio
 import time
 
 from django.conf import settings
@@ -19,6 +20,8 @@ TRY_AGAIN_LATER = 1013
 TOO_LARGE = 1009
 BAD_TOKEN = 4001
 FORBIDDEN = 4003
+# How long a replay waits for a client to take what it was sent before calling it slow.
+REPLAY_STALL_SECONDS = 10.0
 
 
 class Subscriber:
@@ -54,13 +57,28 @@ class Subscriber:
         self.sink.write(frame)
         return 1
 
-    def replay(self, messages, group):
-        """Write retained messages from history, oldest first."""
+    async def replay(self, messages, group):
+        """Write retained messages from history, oldest first, at the client's pace."""
         written = 0
         for offset, data_json in messages:
-            written += self.write(Frame(group, offset, data_json))
+            written += await self.write_paced(Frame(group, offset, data_json))
         metrics.RECOVERED.inc(written)
-        metrics.DELIVERIES.inc(written)
+        return written
+
+    async def write_paced(self, frame):
+        """Write a frame once the client has taken most of what is queued for it.
+
+        Catching up (a replay, or the live messages held back meanwhile) can be far more
+        than the send queue holds; waiting here keeps that from counting as a slow
+        client, while a client that takes nothing for REPLAY_STALL_SECONDS still is one.
+        """
+        deadline = None
+        while self.sink.pending() > self._limit // 2 and self.close_code is None:
+            deadline = deadline or time.monotonic() + REPLAY_STALL_SECONDS
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.005)  # the transport drains in the event loop meanwhile
+        return self.write(frame)
 
     def send(self, text):
         if self.close_code is None:
@@ -71,8 +89,10 @@ class Subscriber:
         self.send(frames.error_frame(code, message, group))
 
     def close(self, code, reason=""):
+        """Close from the server side; counted now, not when the client gets round to it."""
         if self.close_code is None:
             self.close_code = code
+            metrics.DISCONNECTS.labels(str(code)).inc()
             self.sink.close(code, reason)
 
     def allow_frame(self):

@@ -8,6 +8,7 @@ of one worker hoarding it), and it moves due jobs onto the channel.
 
 import asyncio
 import logging
+import signal
 
 from channels.consumer import AsyncConsumer
 from channels.worker import Worker
@@ -49,6 +50,24 @@ class EventsConsumer(AsyncConsumer):
 
 
 class GroupcastWorker(Worker):
+    async def arun(self):
+        """Serve until SIGTERM/SIGINT, then hand running jobs back and exit cleanly."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        serving = asyncio.ensure_future(super().arun())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            stopping.cancel()
+            serving.result()  # a crash: let it show
+            return
+        log.info("stopping: handing %d running job(s) back", len(jobs.running))
+        serving.cancel()
+        await asyncio.wait([serving], timeout=2)
+        await jobs.jobs_release_running()
+
     async def handle(self):
         self.slots = asyncio.Semaphore(settings.GROUPCAST_WORKER_CONCURRENCY)
         scheduler = asyncio.ensure_future(self.schedule_due_jobs())

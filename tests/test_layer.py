@@ -127,3 +127,12 @@ async def test_last_member_leaving_unsubscribes_the_process(layer, sync_redis, p
     await layer.group_discard("brief", channel)
     await eventually(lambda: sync_redis.pubsub_numsub(fanout_channel)[0][1] == 0, what="unsubscribe")
     assert "brief" not in layer.fanout().groups
+
+
+async def test_an_idle_receive_outlives_the_redis_read_timeout(layer, other):
+    # redis-py 8 times reads out after 5 s while channels_redis blocks in BZPOPMIN for
+    # 5 s: an idle runworker must keep waiting, not crash.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive("groupcast.idle"), 6.5)
+    await other.send("groupcast.idle", {"type": "wake"})
+    assert await receive(layer, "groupcast.idle") == {"type": "wake"}

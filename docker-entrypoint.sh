@@ -1,0 +1,39 @@
+#!/bin/sh
+# The image's entry point: the first argument picks the role.
+#   http    gunicorn (WSGI): API, tokens, jobs, demo page; /metrics on the same port
+#   socket  Daphne (ASGI) with graceful drain: /ws and /metrics on GROUPCAST_SOCKET_PORT
+#   worker  runworker on the fixed channels; /metrics on GROUPCAST_METRICS_PORT
+#   other   passed to `python -m django` (e.g. `groupcast_check --roundtrip ...`, `shell`)
+# Every branch execs, so the server is PID 1 and receives SIGTERM itself.
+set -eu
+
+role=${1:-http}
+[ "$#" -gt 0 ] && shift
+
+case "$role" in
+  http)
+    # prometheus_client multiprocess mode: files of dead processes from an earlier run would
+    # be summed in, so empty the directory (it may be an emptyDir mount: keep the directory).
+    dir=${PROMETHEUS_MULTIPROC_DIR:-/tmp/prometheus}
+    mkdir -p "$dir"
+    find "$dir" -mindepth 1 -delete
+    export PROMETHEUS_MULTIPROC_DIR="$dir"
+    export GUNICORN_BIND="${GUNICORN_BIND:-0.0.0.0:8000}"
+    exec gunicorn -c /app/service/gunicorn.conf.py "$@" service.wsgi
+    ;;
+  socket)
+    # Multiprocess metrics are for gunicorn's forked workers only.
+    unset PROMETHEUS_MULTIPROC_DIR
+    exec python -m service.socket_server --bind 0.0.0.0 --port "${GROUPCAST_SOCKET_PORT:-8001}" \
+      --proxy-headers "$@" service.asgi:application
+    ;;
+  worker)
+    unset PROMETHEUS_MULTIPROC_DIR
+    # groupcast's runworker handles SIGTERM itself: it hands running jobs back and exits 0.
+    exec python -m django runworker "$@" groupcast.jobs groupcast.events
+    ;;
+  *)
+    unset PROMETHEUS_MULTIPROC_DIR
+    exec python -m django "$role" "$@"
+    ;;
+esac

@@ -1,0 +1,303 @@
+"""Render the chart over a matrix of values and validate every manifest strictly."""
+
+import base64
+import json
+import re
+
+import pytest
+
+from .manifests import ROOT, TEST_SECRETS, env_of, find, one, pod_specs, validate_manifest
+
+CUSTOM_METRICS = ("--api-versions", "custom.metrics.k8s.io/v1beta1")
+
+MATRIX = {
+    "defaults": ({}, ()),
+    "autoscaling": (
+        {
+            "http": {"autoscaling": {"enabled": True}},
+            "socket": {"autoscaling": {"enabled": True, "targetConnectionsPerPod": 5000}},
+            "worker": {"autoscaling": {"enabled": True}},
+        },
+        CUSTOM_METRICS,
+    ),
+    "external-redis": ({"redis": {"enabled": False}, "externalRedis": {"url": "rediss://redis.example.com:6380/1"}}, ()),
+    "external-redis-secret": ({"redis": {"enabled": False}, "externalRedis": {"existingSecret": "redis-url"}}, ()),
+    "sentinel": (
+        {
+            "redis": {"enabled": False},
+            "externalRedis": {"sentinel": {"hosts": ["s-0.sentinel:26379", "s-1.sentinel:26379"], "masterName": "mymaster", "db": 2}},
+        },
+        (),
+    ),
+    "ingress": (
+        {
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "host": "groupcast.example.com",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"},
+                "tls": [{"hosts": ["groupcast.example.com"], "secretName": "groupcast-tls"}],
+            },
+            "config": {"allowedOrigins": ["https://groupcast.example.com"], "wsUrl": "wss://groupcast.example.com/ws"},
+        },
+        (),
+    ),
+    "monitoring": (
+        {
+            "monitoring": {
+                "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+                "podMonitor": {"enabled": True},
+                "prometheusRule": {"enabled": True},
+                "dashboard": {"enabled": True},
+            }
+        },
+        (),
+    ),
+    "existing-secrets": ({"secrets": {"existingSecret": "groupcast-secrets"}}, ()),
+    "network-policy": ({"networkPolicy": {"enabled": True}}, ()),
+    "fixed-secrets-and-overrides": (
+        {
+            "secrets": TEST_SECRETS,
+            "imagePullSecrets": [{"name": "regcred"}],
+            "socket": {
+                "image": {"repository": "registry.example.com/groupcast-socket", "tag": "canary"},
+                "nodeSelector": {"pool": "sockets"},
+                "tolerations": [{"key": "sockets", "operator": "Exists", "effect": "NoSchedule"}],
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}],
+                "extraEnv": [{"name": "GROUPCAST_LOG_LEVEL", "value": "DEBUG"}],
+                "podAnnotations": {"example.com/team": "realtime"},
+                "drainSeconds": 30,
+                "terminationGracePeriodSeconds": 45,
+            },
+            "redis": {"persistence": {"enabled": False}},
+        },
+        (),
+    ),
+}
+
+
+@pytest.fixture(params=sorted(MATRIX), scope="module")
+def case(request, render):
+    values, extra = MATRIX[request.param]
+    return request.param, render(values, *extra)
+
+
+def test_every_manifest_is_valid_for_kubernetes_1_32(case):
+    _, docs = case
+    assert docs
+    for doc in docs:
+        validate_manifest(doc)
+
+
+def test_every_pod_is_locked_down(case):
+    _, docs = case
+    for name, spec in pod_specs(docs):
+        assert spec["automountServiceAccountToken"] is False, name
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert "resources" in container and container["resources"]["requests"], name
+
+
+def test_every_role_serves_metrics_and_probes_on_the_metrics_port(case):
+    _, docs = case
+    ports = {"http": 8000, "socket": 8001, "worker": 9102}
+    for role, port in ports.items():
+        deployment = one(docs, "Deployment", f"groupcast-{role}")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == role
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"] == [role]
+        assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        service = one(docs, "Service", f"groupcast-{role}")
+        assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_every_resource_has_component_labels(case):
+    _, docs = case
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "groupcast"
+        assert labels["app.kubernetes.io/component"]
+
+
+def test_socket_pods_outlast_their_drain(case):
+    _, docs = case
+    spec = one(docs, "Deployment", "groupcast-socket")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    drain = float(env_of(container)["GROUPCAST_DRAIN_SECONDS"]["value"])
+    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert sleep > 0
+    assert spec["terminationGracePeriodSeconds"] > sleep + drain + 5
+
+
+def test_defaults(render):
+    docs = render()
+    assert {d["kind"] for d in docs} == {
+        "ServiceAccount", "Secret", "ConfigMap", "Service", "Deployment", "StatefulSet",
+        "PodDisruptionBudget", "Pod",
+    }
+    assert not find(docs, "HorizontalPodAutoscaler")
+    redis = one(docs, "StatefulSet", "groupcast-redis")
+    args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "always"
+    assert redis["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    for role in ("http", "socket", "worker"):
+        container = one(docs, "Deployment", f"groupcast-{role}")["spec"]["template"]["spec"]["containers"][0]
+        assert env_of(container)["REDIS_URL"]["value"] == "redis://groupcast-redis:6379/0"
+        assert container["image"] == "groupcast:0.1.0"
+    secret = one(docs, "Secret", "groupcast")
+    assert set(secret["data"]) == {"GROUPCAST_API_KEYS", "GROUPCAST_JWT_SECRET", "DJANGO_SECRET_KEY"}
+
+
+def test_helm_test_pod_runs_the_roundtrip(render):
+    pod = one(render(), "Pod", "groupcast-test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == "groupcast:0.1.0"
+    assert container["args"] == [
+        "groupcast_check", "--roundtrip",
+        "--http-url", "http://groupcast-http:8000",
+        "--ws-url", "ws://groupcast-socket:8001/ws",
+    ]
+    assert {"secretRef": {"name": "groupcast"}} in container["envFrom"]
+    assert "REDIS_URL" in env_of(container)
+
+
+def test_socket_autoscaling_targets_the_socket_deployment(render):
+    docs = render({"socket": {"autoscaling": {"enabled": True}}})
+    hpa = one(docs, "HorizontalPodAutoscaler", "groupcast-socket")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "groupcast-socket"}
+    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource"]
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
+    assert "replicas" not in one(docs, "Deployment", "groupcast-socket")["spec"]
+    assert one(docs, "Deployment", "groupcast-http")["spec"]["replicas"] == 2
+    assert len(find(docs, "HorizontalPodAutoscaler")) == 1
+
+
+def test_autoscaling_on_connections(render):
+    values, extra = MATRIX["autoscaling"]
+    docs = render(values, *extra)
+    assert len(find(docs, "HorizontalPodAutoscaler")) == 3
+    metrics = one(docs, "HorizontalPodAutoscaler", "groupcast-socket")["spec"]["metrics"]
+    assert metrics[1] == {
+        "type": "Pods",
+        "pods": {"metric": {"name": "groupcast_connections"}, "target": {"type": "AverageValue", "averageValue": "5000"}},
+    }
+
+
+def redis_urls(docs):
+    return {
+        role: env_of(one(docs, "Deployment", f"groupcast-{role}")["spec"]["template"]["spec"]["containers"][0])["REDIS_URL"]
+        for role in ("http", "socket", "worker")
+    }
+
+
+def test_external_redis(render):
+    values, extra = MATRIX["external-redis"]
+    docs = render(values, *extra)
+    assert not find(docs, "StatefulSet") and not find(docs, "Service", "groupcast-redis")
+    assert {u["value"] for u in redis_urls(docs).values()} == {"rediss://redis.example.com:6380/1"}
+
+
+def test_external_redis_from_a_secret(render):
+    values, extra = MATRIX["external-redis-secret"]
+    for url in redis_urls(render(values, *extra)).values():
+        assert url["valueFrom"] == {"secretKeyRef": {"name": "redis-url", "key": "REDIS_URL"}}
+
+
+def test_sentinel(render):
+    values, extra = MATRIX["sentinel"]
+    urls = {u["value"] for u in redis_urls(render(values, *extra)).values()}
+    assert urls == {"redis+sentinel://s-0.sentinel:26379,s-1.sentinel:26379/mymaster/2"}
+
+
+def test_ingress_routes_ws_to_socket_and_the_rest_to_http(render):
+    values, extra = MATRIX["ingress"]
+    ingress = one(render(values, *extra), "Ingress", "groupcast")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "groupcast.example.com"
+    routes = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
+    assert routes == {
+        "/ws": {"name": "groupcast-socket", "port": {"number": 8001}},
+        "/": {"name": "groupcast-http", "port": {"number": 8000}},
+    }
+
+
+def test_monitoring(render):
+    values, extra = MATRIX["monitoring"]
+    docs = render(values, *extra)
+    monitor = one(docs, "ServiceMonitor", "groupcast")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http", "ws", "metrics"}
+    assert one(docs, "PodMonitor", "groupcast")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    rule = one(docs, "PrometheusRule", "groupcast")
+    assert rule["spec"]["groups"][0]["rules"]
+    dashboard = one(docs, "ConfigMap", "groupcast-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["groupcast.json"])["panels"]
+
+
+def test_monitoring_is_off_by_default(render):
+    kinds = {d["kind"] for d in render()}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert not find(render(), "ConfigMap", "groupcast-dashboard")
+
+
+def test_existing_secret(render):
+    values, extra = MATRIX["existing-secrets"]
+    docs = render(values, *extra)
+    assert not find(docs, "Secret")
+    for _, spec in pod_specs(docs):
+        if "envFrom" in spec["containers"][0]:
+            assert {"secretRef": {"name": "groupcast-secrets"}} in spec["containers"][0]["envFrom"]
+
+
+def test_network_policy_lets_only_the_roles_reach_redis(render):
+    values, extra = MATRIX["network-policy"]
+    policy = one(render(values, *extra), "NetworkPolicy", "groupcast-redis")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
+    (rule,) = policy["spec"]["ingress"]
+    components = next(e for e in rule["from"][0]["podSelector"]["matchExpressions"] if e["key"] == "app.kubernetes.io/component")
+    assert components["values"] == ["http", "socket", "worker", "test"]
+    assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+
+
+def test_overrides_reach_the_socket_pods(render):
+    values, extra = MATRIX["fixed-secrets-and-overrides"]
+    docs = render(values, *extra)
+    spec = one(docs, "Deployment", "groupcast-socket")["spec"]["template"]["spec"]
+    assert spec["containers"][0]["image"] == "registry.example.com/groupcast-socket:canary"
+    assert one(docs, "Deployment", "groupcast-http")["spec"]["template"]["spec"]["containers"][0]["image"] == "groupcast:0.1.0"
+    assert spec["nodeSelector"] == {"pool": "sockets"}
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    (constraint,) = spec["topologySpreadConstraints"]
+    assert constraint["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "socket"
+    assert env_of(spec["containers"][0])["GROUPCAST_LOG_LEVEL"]["value"] == "DEBUG"
+    redis = one(docs, "StatefulSet", "groupcast-redis")
+    assert "volumeClaimTemplates" not in redis["spec"]
+    secret = one(docs, "Secret", "groupcast")
+    assert base64.b64decode(secret["data"]["GROUPCAST_API_KEYS"]).decode() == TEST_SECRETS["apiKeys"]
+
+
+# Settings the chart leaves at the service's default, and why.
+UNSET_SETTINGS = {
+    "GROUPCAST_METRICS_HOST": "0.0.0.0 by default, which is what a pod wants",
+}
+
+
+def test_chart_sets_every_setting_the_service_reads(render):
+    read = set(re.findall(r'env\.\w+\(\s*"([A-Z0-9_]+)"', (ROOT / "service" / "settings.py").read_text()))
+    docs = render()
+    given = set(one(docs, "ConfigMap", "groupcast")["data"]) | set(one(docs, "Secret", "groupcast")["data"])
+    for role in ("http", "socket", "worker"):
+        given |= set(env_of(one(docs, "Deployment", f"groupcast-{role}")["spec"]["template"]["spec"]["containers"][0]))
+    assert read - given - set(UNSET_SETTINGS) == set()
