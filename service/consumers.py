@@ -34,6 +34,14 @@ log = logging.getLogger(__name__)
 class GroupcastConsumer(AsyncWebsocketConsumer):
     subscriber = None
 
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the consumer ends (even by an exception), it leaves its groups.
+            if self.subscriber is not None and self.channel_layer.subscribers.get(self.channel_name) is self.subscriber:
+                await self.channel_layer.detach(self.subscriber)
+
     async def connect(self):
         """Called on the WebSocket handshake."""
         if not origin_allowed(self.scope):

@@ -157,7 +157,7 @@ async def jobs_due(client, *, limit=100):
         keys=[keys.jobs_due(), _queued_key()],
         args=[time.time(), settings.GROUPCAST_JOB_LEASE_SECONDS, limit],
     )
-    metrics.JOB_QUEUE_DEPTH.set(await client.zcard(_queued_key()))
+    metrics.role_gauges("worker").job_queue_depth.set(await client.zcard(_queued_key()))
     prefix = len(keys.job(""))
     return [job.decode()[prefix:] for job in ready]
 

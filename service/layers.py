@@ -29,6 +29,7 @@ import redis.asyncio.retry
 from redis.backoff import NoBackoff
 
 from channels_redis.core import RedisChannelLayer
+from django.conf import settings
 from service import keys, metrics
 from service.fanout import DISCARD, EVENT, Fanout
 from service.store import channel_layer_host, make_async
@@ -212,11 +213,14 @@ class GroupcastChannelLayer(RedisChannelLayer):
         await super().close_pools()
 
     def _export_gauges(self, fanout):
-        metrics.CONNECTIONS.set_function(lambda: len(self.subscribers))
-        metrics.SUBSCRIPTIONS.set_function(
+        metrics.declare_role("socket")
+        gauges = metrics.role_gauges("socket")
+        gauges.connection_limit.set(settings.GROUPCAST_MAX_CONNECTIONS)
+        gauges.connections.set_function(lambda: len(self.subscribers))
+        gauges.subscriptions.set_function(
             lambda: sum(len(state.subscribers) for state in fanout.groups.values())
         )
-        metrics.GROUPS_LOCAL.set_function(lambda: len(fanout.groups))
-        metrics.SEND_QUEUE_DEPTH.set_function(
+        gauges.groups_local.set_function(lambda: len(fanout.groups))
+        gauges.send_queue_depth.set_function(
             lambda: max((s.sink.pending() for s in self.subscribers.values()), default=0)
         )

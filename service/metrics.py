@@ -35,22 +35,6 @@ HTTP_REQUESTS = Counter(
 )
 
 # socket
-CONNECTIONS = Gauge(
-    "groupcast_connections", "Open WebSocket connections.", multiprocess_mode="livesum"
-)
-SUBSCRIPTIONS = Gauge(
-    "groupcast_subscriptions", "Group subscriptions held by open connections.",
-    multiprocess_mode="livesum",
-)
-GROUPS_LOCAL = Gauge(
-    "groupcast_groups_local", "Groups with at least one member in this process.",
-    multiprocess_mode="livesum",
-)
-SEND_QUEUE_DEPTH = Gauge(
-    "groupcast_send_queue_depth",
-    "Largest number of bytes waiting to be written to one connection.",
-    multiprocess_mode="livemax",
-)
 DELIVERIES = Counter("groupcast_deliveries", "Message frames written to clients.")
 DROPPED = Counter(
     "groupcast_dropped",
@@ -80,20 +64,79 @@ CLIENT_ERRORS = Counter(
 # worker
 JOBS = Counter("groupcast_jobs", "Job runs finished, by status.", ["status"])
 JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
-JOB_QUEUE_DEPTH = Gauge(
-    "groupcast_job_queue_depth", "Jobs waiting to be run (queued or scheduled).",
-    multiprocess_mode="livemax",
-)
 EVENTS = Counter("groupcast_events", "Connection events handled, by status.", ["status"])
 
 # every role
 REDIS_UP = Gauge(
     "groupcast_redis_up", "1 when this process reached Redis on its last attempt.",
-    ["role"], multiprocess_mode="livemin",
+    ["role"], multiprocess_mode="livemostrecent",
 )
 REDIS_ERRORS = Counter(
     "groupcast_redis_errors", "Redis commands that failed, by role.", ["role"]
 )
+
+
+# The label values each role can produce, created at start-up so that every series
+# exists (at 0) before its first event: rate() and alerts then see data from the start.
+ROLE_LABELS = {
+    "http": [(PUBLISH_ERRORS, ["bad_json", "bad_request", "bad_group", "too_large", "unavailable"])],
+    "socket": [
+        (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),
+        (DISCONNECTS, ["1000", "1001", "1006", "1009", "1012", "1013", "4001", "4003", "4008"]),
+    ],
+    "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],
+}
+
+
+class SocketGauges:
+    """The socket role's gauges; created only there, so other roles do not export them."""
+
+    def __init__(self):
+        self.connections = Gauge("groupcast_connections", "Open WebSocket connections.")
+        self.subscriptions = Gauge(
+            "groupcast_subscriptions", "Group subscriptions held by open connections."
+        )
+        self.groups_local = Gauge(
+            "groupcast_groups_local", "Groups with at least one member in this process."
+        )
+        self.send_queue_depth = Gauge(
+            "groupcast_send_queue_depth",
+            "Largest number of bytes waiting to be written to one connection.",
+        )
+        self.connection_limit = Gauge(
+            "groupcast_connection_limit",
+            "GROUPCAST_MAX_CONNECTIONS: connections this process accepts before answering 1013.",
+        )
+
+
+class WorkerGauges:
+    """The worker role's gauges."""
+
+    def __init__(self):
+        self.job_queue_depth = Gauge(
+            "groupcast_job_queue_depth", "Jobs waiting to be run (queued, or scheduled and due)."
+        )
+
+
+_role_gauges = {}
+
+
+def role_gauges(role):
+    """The gauges of `role` (SocketGauges or WorkerGauges), created on first use."""
+    if role not in _role_gauges:
+        _role_gauges[role] = {"socket": SocketGauges, "worker": WorkerGauges}[role]()
+    return _role_gauges[role]
+
+
+def declare_role(role):
+    """Create this role's labelled series at 0, and its Redis health at 'up'."""
+    if role in ("socket", "worker"):
+        role_gauges(role)
+    for counter, values in ROLE_LABELS[role]:
+        for value in values:
+            counter.labels(value)
+    REDIS_UP.labels(role).set(1)
+    REDIS_ERRORS.labels(role)
 
 
 def redis_ok(role):

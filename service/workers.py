@@ -13,6 +13,7 @@ import signal
 from channels.consumer import AsyncConsumer
 from channels.worker import Worker
 from django.conf import settings
+from redis import RedisError
 
 from service import events, jobs, metrics
 from service.store import redis_async
@@ -84,11 +85,25 @@ class GroupcastWorker(Worker):
         while True:
             if channel == jobs.CHANNEL:
                 await self.slots.acquire()
-            message = await self.channel_layer.receive(channel)
+            message = await self._receive(channel)
             if not message.get("type"):
                 raise ValueError("Worker received message with no type.")
             queue = self.get_or_create_application_instance(channel, scope)
             await queue.put(message)
+
+    async def _receive(self, channel):
+        """The next message on `channel`, waiting out Redis outages instead of dying."""
+        delay = 0.1
+        while True:
+            try:
+                message = await self.channel_layer.receive(channel)
+                metrics.redis_ok("worker")
+                return message
+            except (RedisError, OSError) as error:
+                metrics.redis_failed("worker")
+                log.warning("receiving on %s failed (%s); retrying in %.1fs", channel, error, delay)
+                await asyncio.sleep(delay)  # back off while Redis is away
+                delay = min(delay * 2, 5.0)
 
     async def schedule_due_jobs(self):
         """Put due jobs (new, delayed, retried, or abandoned by a dead worker) on the channel."""

@@ -6,3 +6,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
 application = get_wsgi_application()
+
+from service import metrics  # noqa: E402
+
+metrics.declare_role("http")

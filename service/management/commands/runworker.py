@@ -3,6 +3,7 @@
 from channels.management.commands import runworker
 from django.conf import settings
 
+from service import metrics
 from service.health import worker_probe_serve
 from service.workers import GroupcastWorker
 
@@ -11,5 +12,6 @@ class Command(runworker.Command):
     worker_class = GroupcastWorker
 
     def handle(self, *args, **options):
+        metrics.declare_role("worker")
         worker_probe_serve(settings.GROUPCAST_METRICS_PORT, settings.GROUPCAST_METRICS_HOST)
         super().handle(*args, **options)
