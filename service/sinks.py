@@ -5,10 +5,11 @@ frames reach the client in the order the server produced them.
 """
 
 import asyncio
-import json
 import collections
 import functools
+import json
 import logging
+import weakref
 
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 
@@ -51,20 +52,28 @@ class Frame:
 
 
 class DaphneSink:
-    """Writes frames directly to the Twisted transport under Daphne's protocol.
+    """Writes frames directly to the socket under Daphne's protocol.
 
     Daphne hands every application `send = partial(server.handle_reply, protocol)`.
-    Writing to that protocol's transport skips an ASGI message, a coroutine and a UTF-8
+    Going to that protocol's transport skips an ASGI message, a coroutine and a UTF-8
     encode per frame, lets one pre-framed message go to every member, and shows how many
-    bytes are waiting for the client: Daphne's own send never pushes back, so without
-    this a slow client would buffer without bound.
+    bytes are waiting for the client (Daphne's own send never pushes back, so a slow
+    client would otherwise buffer without bound).
+
+    Frames written in one pass of the event loop are batched and sent once per
+    connection at the end of the pass (Batches), straight to the socket when Twisted has
+    nothing queued: one send() instead of Twisted's register-for-writing, wait a pass,
+    send, unregister per frame.
     """
 
-    __slots__ = ("protocol", "transport")
+    __slots__ = ("protocol", "transport", "socket", "batch", "batched")
 
     def __init__(self, protocol):
         self.protocol = protocol
         self.transport = protocol.transport
+        self.socket = protocol.transport.socket
+        self.batch = []
+        self.batched = 0
 
     @property
     def open(self):
@@ -72,19 +81,88 @@ class DaphneSink:
 
     def pending(self):
         transport = self.transport
-        return transport._tempDataLen + len(transport.dataBuffer) - transport.offset
+        return self.batched + transport._tempDataLen + len(transport.dataBuffer) - transport.offset
 
     def write(self, frame):
-        self.transport.write(frame.wire)
+        wire = frame.wire
+        if not self.batch:
+            _batches().add(self)
+        self.batch.append(wire)
+        self.batched += len(wire)
 
     def send_text(self, text):
         if self.open:
-            self.protocol.sendMessage(text.encode(), False)
+            self.write(_ControlFrame(text))
+            self.flush()
 
     def close(self, code, reason):
         # sendCloseFrame, because autobahn's sendClose refuses 1009, 1012 and 1013.
         if self.open:
+            self.flush()
             self.protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode()[:123])
+
+    def flush(self):
+        if not self.batch:
+            return
+        data = self.batch[0] if len(self.batch) == 1 else b"".join(self.batch)
+        self.batch.clear()
+        self.batched = 0
+        transport = self.transport
+        if not transport.connected or transport.disconnecting:
+            return
+        if transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset:
+            # Nothing queued in Twisted: try the socket first, queue only what it refuses.
+            try:
+                sent = self.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the connection is going; Twisted reports it on its own
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
+
+
+class _ControlFrame:
+    """A protocol frame (subscribed, error, pong) sent through the same batch as messages."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, text):
+        self.wire = PreparedMessage(text.encode(), False, False, True).payloadHybi
+
+
+class Batches:
+    """The sinks written to in this pass of the event loop, flushed together at its end."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.sinks = []
+        self.scheduled = False
+
+    def add(self, sink):
+        self.sinks.append(sink)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self):
+        sinks, self.sinks = self.sinks, []
+        self.scheduled = False
+        for sink in sinks:
+            sink.flush()
+
+
+_batches_by_loop = weakref.WeakKeyDictionary()
+
+
+def _batches():
+    loop = asyncio.get_running_loop()
+    batches = _batches_by_loop.get(loop)
+    if batches is None:
+        batches = _batches_by_loop[loop] = Batches(loop)
+    return batches
 
 
 class AsgiSink:
@@ -139,6 +217,7 @@ def _daphne_protocol(send):
             isinstance(protocol, WebSocketProtocol)
             and protocol._perMessageCompress is None
             and hasattr(protocol.transport, "_tempDataLen")
+            and hasattr(protocol.transport, "socket")
         ):
             return protocol
     return None

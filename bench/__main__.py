@@ -1,0 +1,157 @@
+"""`python -m bench`: groupcast against its peers, one system at a time, in one run.
+
+    python -m bench            every scenario (make bench; under 25 minutes)
+    python -m bench --quick    1,000 connections in one group, saturation only
+    python -m bench --systems groupcast,centrifugo --scenarios one-group-1000
+
+The run ends with the three ratio lines (groupcast vs each peer, deliveries per server
+CPU-second, 1,000 connections in one group at saturation).
+"""
+
+import argparse
+import datetime
+import platform
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench import report
+from bench.load_generator import loadgen_binary
+from bench.run import ScenarioRun, redis_flush
+from bench.scenarios import FULL, QUICK
+from bench.systems import SYSTEMS, centrifugo_binary
+from service.devstack import Redis
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FD_LIMIT = 20000
+
+
+def options():
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="1,000 connections in one group at saturation only (a few minutes)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help=f"comma-separated, from: {', '.join(SYSTEMS)}")
+    parser.add_argument("--scenarios", default="",
+                        help="comma-separated scenario keys (default: all of the mode)")
+    parser.add_argument("--keep", action="store_true", help="keep the run's logs directory")
+    return parser.parse_args()
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(FD_LIMIT, hard) if hard != resource.RLIM_INFINITY else FD_LIMIT
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def stop_on_sigterm():
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+
+
+def main():
+    args = options()
+    raise_fd_limit()
+    stop_on_sigterm()
+    scenarios = QUICK if args.quick else FULL
+    if args.scenarios:
+        wanted = args.scenarios.split(",")
+        scenarios = [s for s in scenarios if s.key in wanted]
+        if not scenarios:
+            sys.exit(f"no such scenarios in this mode; known: {[s.key for s in FULL]}")
+    systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    unknown = [name for name in systems if name not in SYSTEMS]
+    if unknown:
+        sys.exit(f"unknown systems {unknown}; known: {list(SYSTEMS)}")
+
+    loadgen_binary()
+    if "centrifugo" in systems:
+        centrifugo_binary()
+    RESULTS.mkdir(exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    workdir = Path(tempfile.mkdtemp(prefix="groupcast-bench-"))
+    redis_server = Redis(workdir / "redis", fsync="everysec")
+    run = {"meta": {
+        "started": started.isoformat(timespec="seconds"), "mode": "quick" if args.quick else "full",
+        "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(), "load_average_before": list(psutil.getloadavg()),
+        "scenarios": [s.key for s in scenarios], "systems": systems,
+    }, "results": []}
+    clock = time.monotonic()
+    try:
+        redis_server.start()
+        run["meta"]["redis_version"] = redis_version(redis_server.url)
+        for system_name in systems:
+            for scenario in scenarios:
+                redis_flush(redis_server.url)
+                print(f"[{time.monotonic() - clock:6.0f}s] {system_name}: {scenario.title}", flush=True)
+                system = SYSTEMS[system_name](
+                    redis_url=redis_server.url,
+                    workdir=workdir / system_name.replace(" ", "-") / scenario.key)
+                result = ScenarioRun(system=system, scenario=scenario,
+                                     redis_process=redis_server.process,
+                                     workdir=system.workdir).run()
+                run["results"].append(result)
+                print(summary_line(result), flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: writing what was measured", file=sys.stderr)
+        run["meta"]["interrupted"] = True
+    finally:
+        redis_server.stop()
+        run["meta"]["wall_s"] = time.monotonic() - clock
+        outputs = write_outputs(run, stamp)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"logs kept in {workdir}")
+    print("\n".join(f"wrote {path.relative_to(RESULTS.parent.parent)}" for path in outputs))
+    print("\n".join(report.ratio_lines(run["results"])))
+
+
+def redis_version(url):
+    import redis
+    client = redis.Redis.from_url(url)
+    try:
+        return client.info("server")["redis_version"]
+    finally:
+        client.close()
+
+
+def summary_line(result):
+    if "error" in result:
+        return f"    error: {result['error'][:300]}"
+    parts = []
+    for p in result["phases"]:
+        parts.append(f"{p['name']}: {p['deliveries_per_s']:,.0f}/s, "
+                     f"{(p['deliveries_per_server_cpu_s'] or 0):,.0f}/cpu-s, "
+                     f"p99 {p['latency_ms'].get('p99', 0):.1f} ms, lost {p['lost']}")
+    return "    " + "; ".join(parts)
+
+
+def write_outputs(run, stamp):
+    json_path = RESULTS / f"{stamp}.json"
+    report.write_json(run, json_path)
+    markdown = report.markdown(run)
+    latest = RESULTS / "latest.md"
+    latest.write_text(markdown + "\n")
+    outputs = [json_path, latest]
+    try:
+        for path in report.plots(run, RESULTS / stamp):
+            shutil.copyfile(path, RESULTS / path.name.replace(stamp, "latest"))
+            outputs.append(path)
+    except Exception as error:  # the numbers matter more than the pictures
+        print(f"plots failed: {error}", file=sys.stderr)
+    return outputs
+
+
+if __name__ == "__main__":
+    main()

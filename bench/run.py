@@ -1,0 +1,203 @@
+"""One benchmark run: every system, one at a time, through every scenario, against one
+Redis and one load generator."""
+
+import itertools
+import time
+import traceback
+
+import psutil
+import redis
+
+from bench.accounting import ProcessTrees, delta, machine_busy_seconds
+from bench.load_generator import LoadGenerator
+
+CONNECT_CONCURRENCY = 64
+CONNECT_TIMEOUT = 30
+PUBLISH_CONCURRENCY = 16
+PAYLOAD_BYTES = 64
+# After the last publish of a phase: wait for deliveries still on their way, at most
+# DRAIN seconds and no longer than STALL seconds without any arriving. Later arrivals
+# are reported as `late_from_earlier_phases` by the next phase.
+DRAIN = 5
+STALL = 2
+# After a phase that did not drain: wait (at most QUIESCE_TIMEOUT) until its late
+# deliveries stop for QUIET seconds, so its backlog does not count against the next one.
+QUIET = 1.5
+QUIESCE_TIMEOUT = 20
+# A closed-loop message not fully delivered by then leaves the window (and counts as lost
+# unless its missing deliveries belong to clients closed with 4008).
+MESSAGE_TIMEOUT = 5
+SETTLE = 1.0
+# Saturation search (see README): double the window while p99 stays within the cap and
+# deliveries/s still grow by GROWTH; at most SEARCH_STEPS steps and MAX_IN_FLIGHT deliveries.
+LATENCY_CAP_MS = 250
+GROWTH = 1.05
+SEARCH_STEPS = 6
+MAX_IN_FLIGHT = 64000
+
+
+def group_names(scenario):
+    return [f"bench-{index}" for index in range(scenario.groups)]
+
+
+class ScenarioRun:
+    """One system through one scenario: start it, connect, run the phases, stop it."""
+
+    def __init__(self, *, system, scenario, redis_process, workdir):
+        self.system = system
+        self.scenario = scenario
+        self.redis_process = redis_process
+        self.workdir = workdir
+        self.phase_ids = itertools.count()
+        self.result = {"system": system.name, "scenario": scenario.key, "title": scenario.title,
+                       "connections": scenario.connections, "group_size": scenario.group_size,
+                       "groups": scenario.groups, "phases": []}
+
+    def run(self):
+        loadgen = None
+        started = time.monotonic()
+        try:
+            self.system.start()
+            self.result["startup_s"] = round(time.monotonic() - started, 2)
+            trees = ProcessTrees({**self.system.roles(), "redis": self.redis_process.pid})
+            loadgen = LoadGenerator(self.workdir / "loadgen.log")
+            self.loadgen_process = psutil.Process(loadgen.pid)
+            loadgen.call({
+                "cmd": "setup", "protocol": self.system.protocol, "ws_url": self.system.ws_url,
+                "publish_url": self.system.publish_url,
+                "publish_headers": self.system.publish_headers,
+                "group_key": self.system.group_key, "payload_bytes": PAYLOAD_BYTES,
+            }, timeout=10)
+            self.connect(loadgen, trees)
+            for phase in self.scenario.phases:
+                measured = self.run_phase(loadgen, trees, phase)
+                self.result["phases"].append(measured)
+                if not measured["drained"]:
+                    measured["quiesce"] = loadgen.call(
+                        {"cmd": "quiesce", "quiet_s": QUIET, "timeout_s": QUIESCE_TIMEOUT},
+                        timeout=QUIESCE_TIMEOUT + 10)
+                    # counted as lost by the phase, but they did arrive after its drain
+                    measured["arrived_after_drain"] = measured["quiesce"]["late_so_far"]
+            loadgen.call({"cmd": "close"}, timeout=30)
+        except Exception as error:
+            self.result["error"] = f"{type(error).__name__}: {error}"
+            self.result["traceback"] = traceback.format_exc()[-3000:]
+            log_tail = getattr(self.system, "log_tail", None)
+            self.result["logs"] = log_tail() if log_tail else {
+                name: self.system.processes.log(name)[-1500:] for name in self.system.processes.popen
+            }
+        finally:
+            if loadgen is not None:
+                loadgen.stop()
+            self.system.stop()
+            self.result["total_s"] = round(time.monotonic() - started, 2)
+        return self.result
+
+    def connect(self, loadgen, trees):
+        groups = group_names(self.scenario)
+        tokens = self.system.tokens(groups)
+        time.sleep(SETTLE)
+        rss_before = trees.rss()
+        cpu_before = trees.cpu()
+        reply = loadgen.call({
+            "cmd": "connect", "concurrency": CONNECT_CONCURRENCY, "timeout_s": CONNECT_TIMEOUT,
+            "groups": [{"name": g, "token": tokens[g], "members": self.scenario.group_size}
+                       for g in groups],
+        }, timeout=CONNECT_TIMEOUT + 60 + self.scenario.connections / 50)
+        cpu_after = trees.cpu()
+        time.sleep(SETTLE)
+        rss_after = trees.rss()
+        connected = reply["connected"]
+        growth = sum(rss_after.values()) - sum(rss_before.values())
+        self.result["connect"] = {
+            **reply,
+            "server_cpu_s": round(sum(delta(cpu_after, cpu_before).values()), 3),
+            "rss_before": rss_before, "rss_after": rss_after,
+            "rss_per_connection_bytes": round(growth / connected) if connected else None,
+        }
+        if connected < self.scenario.connections:
+            raise RuntimeError(f"only {connected} of {self.scenario.connections} clients "
+                               f"connected: {reply.get('errors')}")
+
+    def run_phase(self, loadgen, trees, phase):
+        if phase.mode == "closed":
+            return self.search_saturation(loadgen, trees, phase)
+        rate = phase.rate
+        if phase.mode == "half":
+            saturation = next((p for p in self.result["phases"] if p["mode"] == "closed"), None)
+            if saturation is None or not saturation["publish_rate"]:
+                raise RuntimeError("half saturation needs a saturation phase before it")
+            rate = 0.5 * saturation["publish_rate"] / self.scenario.groups
+        return self.measure(loadgen, trees, phase.name, {
+            "mode": "rate", "rate_per_group": rate, "duration_s": phase.duration,
+            "concurrency": PUBLISH_CONCURRENCY,
+        })
+
+    def search_saturation(self, loadgen, trees, phase):
+        """Double the closed-loop window from `first_window` messages while p99 stays
+        within the latency cap with nothing lost or closed, and throughput still grows;
+        the saturation point is the fastest step within the cap."""
+        window = self.scenario.first_window
+        steps, best = [], None
+        while True:
+            measured = self.measure(loadgen, trees, phase.name, {
+                "mode": "closed", "window": window, "duration_s": phase.duration,
+                "concurrency": min(PUBLISH_CONCURRENCY, window),
+            })
+            p99 = measured["latency_ms"].get("p99", float("inf"))
+            within = (p99 <= LATENCY_CAP_MS and measured["lost"] == 0
+                      and measured["missed_by_4008_clients"] == 0 and measured["delivered"] > 0)
+            steps.append({"window": window, "deliveries_per_s": round(measured["deliveries_per_s"]),
+                          "deliveries_per_server_cpu_s": measured["deliveries_per_server_cpu_s"],
+                          "p99_ms": p99, "lost": measured["lost"], "within_cap": within})
+            if not within:
+                break
+            growing = best is None or measured["deliveries_per_s"] > GROWTH * best["deliveries_per_s"]
+            if best is None or measured["deliveries_per_s"] > best["deliveries_per_s"]:
+                best = measured
+            window *= 2
+            if (not growing or len(steps) >= SEARCH_STEPS
+                    or window * self.scenario.group_size > MAX_IN_FLIGHT):
+                break
+        chosen = best or measured
+        chosen["latency_cap_met"] = best is not None
+        chosen["search"] = steps
+        return chosen
+
+    def measure(self, loadgen, trees, name, spec):
+        """Run one load generator phase; attribute the CPU spent meanwhile."""
+        spec = {"id": next(self.phase_ids), "drain_s": DRAIN, "stall_s": STALL,
+                "message_timeout_s": MESSAGE_TIMEOUT, "window": 0, "rate_per_group": 0.0,
+                **spec}
+        cpu_before, machine_before = trees.cpu(), machine_busy_seconds()
+        loadgen_before = self.loadgen_process.cpu_times()
+        wall_started = time.monotonic()
+        reply = loadgen.call({"cmd": "phase", "phase": spec},
+                             timeout=spec["duration_s"] + DRAIN + 60)
+        wall = time.monotonic() - wall_started
+        cpu = delta(trees.cpu(), cpu_before)
+        loadgen_after = self.loadgen_process.cpu_times()
+        loadgen_cpu = (loadgen_after.user + loadgen_after.system
+                       - loadgen_before.user - loadgen_before.system)
+        machine = machine_busy_seconds() - machine_before
+        server_cpu = sum(cpu.values())
+        delivered = reply["delivered"]
+        return {
+            "name": name, **reply,
+            "measured_wall_s": round(wall, 3),
+            "deliveries_per_s": delivered / reply["active_s"] if reply["active_s"] > 0 else 0.0,
+            "server_cpu_s": round(server_cpu, 3),
+            "server_cpu_by_role_s": {role: round(value, 3) for role, value in cpu.items()},
+            "server_cores": round(server_cpu / wall, 3),
+            "loadgen_cpu_s": round(loadgen_cpu, 3),
+            "other_cpu_s": round(machine - server_cpu - loadgen_cpu, 3),
+            "deliveries_per_server_cpu_s": delivered / server_cpu if server_cpu > 0 else None,
+        }
+
+
+def redis_flush(url):
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()

@@ -1,0 +1,8 @@
+"""gunicorn's application: the publish endpoint."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.stock.settings")
+application = get_wsgi_application()
