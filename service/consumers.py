@@ -115,7 +115,7 @@ class GroupcastConsumer(AsyncWebsocketConsumer):
         try:
             await self.channel_layer.group_add(group, self.channel_name, since=since)
         except (RedisError, ConnectionError, TimeoutError) as error:
-            log.warning("subscribe to %s failed: %s", group, error)
+            log.warning("subscribe to %s failed: %s", group, error, exc_info=True)
             subscriber.send_error("unavailable", "subscription failed, try again", group)
             return
         events.emit("subscribe", sub=subscriber.sub, group=group)

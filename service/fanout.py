@@ -55,8 +55,9 @@ class LocalGroup:
 
 
 class Fanout:
-    def __init__(self, *, client, process_id, deliver_event, deserialize):
+    def __init__(self, *, client, link, process_id, deliver_event, deserialize):
         self.client = client
+        self.link = link
         self.process_id = process_id
         self.deliver_event = deliver_event
         self.deserialize = deserialize
@@ -81,6 +82,8 @@ class Fanout:
             await _settle(self._task)
         await self._drop_pubsub()
         await self.presence.close()
+        await self.client.aclose()
+        await self.link.aclose()
 
     # Membership
 
@@ -287,7 +290,7 @@ class Fanout:
         """Subscribe to every local group on a fresh connection, then replay any gap."""
         for state in self.groups.values():
             state.held = []
-        self._pubsub = self.client.pubsub()
+        self._pubsub = self.link.pubsub()
         self._heard = asyncio.get_running_loop().time()
         channels = [self._control] + [keys.fanout_channel(g).encode() for g in self.groups]
         loop = asyncio.get_running_loop()
@@ -298,6 +301,7 @@ class Fanout:
         await self._pubsub.subscribe(*channels)
         self._task_reader = asyncio.ensure_future(self._read(self._pubsub))
         confirmed = asyncio.ensure_future(asyncio.wait_for(asyncio.gather(*waits), SUBSCRIBE_TIMEOUT))
+        confirmed.add_done_callback(lambda f: f.cancelled() or f.exception())
         await asyncio.wait([confirmed, self._task_reader], return_when=asyncio.FIRST_COMPLETED)
         if not confirmed.done():
             confirmed.cancel()

@@ -62,14 +62,16 @@ class GroupcastChannelLayer(RedisChannelLayer):
         fanout = self._fanouts.get(loop)
         if fanout is None:
             # No silent retries on the subscriber link: a lost link must be seen, so
-            # that the gap it leaves is replayed from history.
-            client = make_async(
+            # that the gap it leaves is replayed from history. Commands (history,
+            # presence) go through an ordinary client that reconnects by itself.
+            link = make_async(
                 self.redis_url,
                 retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
                 health_check_interval=0,
             )
             fanout = self._fanouts[loop] = Fanout(
-                client=client,
+                client=make_async(self.redis_url),
+                link=link,
                 process_id=self.process_id,
                 deliver_event=self.deliver_local,
                 deserialize=self.deserialize,

@@ -15,6 +15,8 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 # Fail fast: a publish must answer 503 within a couple of seconds, not hang.
 CLIENT_OPTIONS = {
@@ -92,7 +94,11 @@ def redis_async():
 
 
 def make_async(url, **overrides):
-    options = CLIENT_OPTIONS | overrides
+    # A pool built here would give its connections no retries at all (redis-py applies
+    # its default retry only to pools it builds itself): a connection left stale by a
+    # Redis restart must be re-established, not surface as an error.
+    options = CLIENT_OPTIONS | {"retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3)}
+    options |= overrides
     if _is_sentinel(url):
         address = parse_sentinel_url(url)
         sentinel = redis.asyncio.sentinel.Sentinel(address.sentinels, **options)

@@ -100,3 +100,67 @@ class Subscriber:
     async def close(self):
         if self.socket is not None:
             await self.socket.close()
+
+
+class ResumingClient:
+    """A client as the contract asks them to be written: when the server closes it (1012,
+    4008, or the connection dies), it reconnects — to the next URL in its list — and
+    resumes with `since` = the last offset it received."""
+
+    def __init__(self, urls, token, group):
+        self.urls = list(urls)
+        self.token = token
+        self.group = group
+        self.received = []  # offsets, in arrival order
+        self.position = None  # where a resume starts: the last offset seen
+        self.close_codes = []
+        self.task = None
+        self.subscribed = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def start(self):
+        self.task = asyncio.ensure_future(self._run())
+        return self
+
+    async def _run(self):
+        attempt = 0
+        while not self._stop.is_set():
+            url = self.urls[attempt % len(self.urls)]
+            try:
+                async with websockets.connect(f"{url}?token={self.token}", open_timeout=5) as socket:
+                    frame = {"type": "subscribe", "group": self.group}
+                    if self.position is not None:
+                        frame["since"] = self.position
+                    await socket.send(json.dumps(frame))
+                    async for raw in socket:
+                        message = json.loads(raw)
+                        if message["type"] == "subscribed":
+                            if self.position is None:
+                                self.position = message["offset"]
+                            self.subscribed.set()
+                        elif message["type"] == "message":
+                            self.received.append(message["offset"])
+                            self.position = message["offset"]
+            except websockets.ConnectionClosed as closed:
+                self.close_codes.append(closed.rcvd.code if closed.rcvd else 1006)
+            except OSError:
+                self.close_codes.append(None)  # could not connect: try the next URL
+            attempt += 1
+            if not self._stop.is_set():
+                await asyncio.sleep(0.05 * min(attempt, 10))  # reconnect backoff
+
+    async def until_holding(self, offsets, timeout=30):
+        """Wait until every offset in `offsets` has arrived."""
+        wanted = set(offsets)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not wanted <= set(self.received):
+            if asyncio.get_running_loop().time() > deadline:
+                missing = sorted(wanted - set(self.received))
+                raise AssertionError(f"{len(missing)} acknowledged messages never arrived, e.g. {missing[:3]}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self):
+        self._stop.set()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
