@@ -79,7 +79,9 @@ REDIS_ERRORS = Counter(
 # The label values each role can produce, created at start-up so that every series
 # exists (at 0) before its first event: rate() and alerts then see data from the start.
 ROLE_LABELS = {
-    "http": [(PUBLISH_ERRORS, ["bad_json", "bad_request", "bad_group", "too_large", "unavailable"])],
+    "http": [
+        (PUBLISH_ERRORS, ["bad_json", "bad_request", "bad_group", "too_large", "unavailable", "not_replicated"]),
+    ],
     "socket": [
         (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),
         (DISCONNECTS, ["1000", "1001", "1006", "1009", "1012", "1013", "4001", "4003", "4008"]),

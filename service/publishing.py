@@ -9,6 +9,7 @@ needs to build the client frame once.
 import json
 import time
 
+import redis
 from django.conf import settings
 
 from service import keys, metrics
@@ -31,6 +32,12 @@ ONCE_TTL = 86400
 ANNOUNCEMENT = b"P"
 
 
+class NotReplicated(redis.ConnectionError):
+    """Stored on the master but not yet on GROUPCAST_REDIS_MIN_REPLICAS replicas: not
+    acknowledged, since a failover now could lose it (a retry with the same idempotency
+    key returns the same offset)."""
+
+
 def encode_data(data):
     """The canonical JSON stored and sent for a message's data."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
@@ -48,6 +55,19 @@ def _script_args(group, data_json, once_key):
         ONCE_TTL,
     ]
     return script_keys, args
+
+
+def _replicas():
+    """(replicas, timeout ms) to WAIT for, or None."""
+    if settings.GROUPCAST_REDIS_MIN_REPLICAS:
+        return settings.GROUPCAST_REDIS_MIN_REPLICAS, settings.GROUPCAST_REDIS_REPLICA_TIMEOUT_MS
+    return None
+
+
+def _check_replicated(acknowledged_by):
+    wanted = settings.GROUPCAST_REDIS_MIN_REPLICAS
+    if acknowledged_by < wanted:
+        raise NotReplicated(f"message reached {acknowledged_by} of {wanted} replicas in time")
 
 
 def _result(group, reply, started):
@@ -74,13 +94,30 @@ def publish_message(*, group, data, once_key=None):
     if _sync_script is None:
         _sync_script = redis_sync().register_script(PUBLISH_SCRIPT)
     script_keys, args = _script_args(group, encode_data(data), once_key)
-    return _result(group, _sync_script(keys=script_keys, args=args), started)
+    replicas = _replicas()
+    if replicas is None:
+        return _result(group, _sync_script(keys=script_keys, args=args), started)
+    # WAIT in the same round trip: it covers the script's writes on this connection.
+    with redis_sync().pipeline(transaction=False) as pipe:
+        _sync_script(keys=script_keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", *replicas)
+        reply, acknowledged_by = pipe.execute()
+    _check_replicated(acknowledged_by)
+    return _result(group, reply, started)
 
 
 async def apublish_message(*, group, data, once_key=None):
     """publish_message for async code (workers, consumers, Channels apps)."""
     started = time.perf_counter()
     client = redis_async()
+    script = client.register_script(PUBLISH_SCRIPT)
     script_keys, args = _script_args(group, encode_data(data), once_key)
-    reply = await client.register_script(PUBLISH_SCRIPT)(keys=script_keys, args=args)
+    replicas = _replicas()
+    if replicas is None:
+        return _result(group, await script(keys=script_keys, args=args), started)
+    async with client.pipeline(transaction=False) as pipe:
+        await script(keys=script_keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", *replicas)
+        reply, acknowledged_by = await pipe.execute()
+    _check_replicated(acknowledged_by)
     return _result(group, reply, started)

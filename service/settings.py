@@ -20,6 +20,12 @@ GROUPCAST_JWT_SECRETS = env.list("GROUPCAST_JWT_SECRET", min_length=32)
 GROUPCAST_ALLOWED_ORIGINS = env.list("GROUPCAST_ALLOWED_ORIGINS", default=[])
 ALLOWED_HOSTS = env.list("GROUPCAST_ALLOWED_HOSTS", default=["*"])
 GROUPCAST_REDIS_PREFIX = env.str("GROUPCAST_REDIS_PREFIX", default="gc")
+# With replicas (Sentinel), a publish is acknowledged only once this many replicas have it,
+# so a failover cannot lose an acknowledged message.
+GROUPCAST_REDIS_MIN_REPLICAS = env.int("GROUPCAST_REDIS_MIN_REPLICAS", default=0, minimum=0)
+GROUPCAST_REDIS_REPLICA_TIMEOUT_MS = env.int(
+    "GROUPCAST_REDIS_REPLICA_TIMEOUT_MS", default=500, minimum=1
+)
 
 # Limits
 GROUPCAST_MAX_BODY_BYTES = env.int("GROUPCAST_MAX_BODY_BYTES", default=65536, minimum=256)

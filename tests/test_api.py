@@ -181,3 +181,11 @@ def test_demo_page_and_scripts_are_served():
     script = client.get("/static/groupcast.js")
     assert script.status_code == 200 and b"GroupcastClient" in script.content
     assert client.get("/static/../settings.py").status_code == 404
+
+
+def test_a_publish_not_replicated_in_time_is_not_acknowledged(api, settings):
+    settings.GROUPCAST_REDIS_MIN_REPLICAS = 1  # the test Redis has no replica
+    settings.GROUPCAST_REDIS_REPLICA_TIMEOUT_MS = 50
+    status, body, response = api("post", "/api/v1/publish", {"group": "news", "data": 1}, HTTP_IDEMPOTENCY_KEY="r1")
+    assert status == 503 and body["error"]["code"] == "not_replicated"
+    assert response["Retry-After"] == "2"

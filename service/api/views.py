@@ -15,7 +15,7 @@ from service.groups import is_group_name
 from service.history import history_last_offset
 from service.jobs import job_create, job_get
 from service.presence import group_subscribers
-from service.publishing import publish_message
+from service.publishing import NotReplicated, publish_message
 from service.tokens import token_issue
 
 RETRY_AFTER_SECONDS = "2"
@@ -72,6 +72,13 @@ def publish(request):
         raise requests.bad_request("Idempotency-Key must be 1-200 characters")
     try:
         offset = publish_message(group=group, data=data, once_key=once_key and f"api:{once_key}")
+    except NotReplicated as error:
+        metrics.PUBLISH_ERRORS.labels("not_replicated").inc()
+        raise ApiError(
+            503, "not_replicated",
+            f"{error}; not acknowledged, retry (with the same Idempotency-Key to avoid a duplicate)",
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
     except (RedisError, OSError):
         metrics.PUBLISH_ERRORS.labels("unavailable").inc()
         raise
