@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -114,6 +115,7 @@ class ResumingClient:
         self.received = []  # offsets, in arrival order
         self.position = None  # where a resume starts: the last offset seen
         self.close_codes = []
+        self.close_times = []
         self.task = None
         self.subscribed = asyncio.Event()
         self._stop = asyncio.Event()
@@ -143,6 +145,7 @@ class ResumingClient:
                             self.position = message["offset"]
             except websockets.ConnectionClosed as closed:
                 self.close_codes.append(closed.rcvd.code if closed.rcvd else 1006)
+                self.close_times.append(time.monotonic())
             except OSError:
                 self.close_codes.append(None)  # could not connect: try the next URL
             attempt += 1

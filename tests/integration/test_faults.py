@@ -110,6 +110,12 @@ async def test_graceful_drain_loses_nothing(stack):
     stack.signal("socket0", signal.SIGTERM)
     ready_url = f"http://127.0.0.1:{stack.socket_ports[0]}/readyz"
     await wait_for(lambda: http_status(ready_url) in (503, None), 1.0, "socket0 to turn unready")
+    # No new connections: a newcomer is told to go elsewhere (or finds the port closed).
+    try:
+        newcomer = await Subscriber(stack.ws_url(0), tok).connect()
+        assert await newcomer.until_closed() == 1012
+    except OSError:
+        pass
     code = await asyncio.to_thread(stack.wait_exit, "socket0", 15)
     drained_in = time.monotonic() - started
     await wait_for(lambda: len(publisher.acknowledged) >= 150, 20, "publishing to carry on")
@@ -119,6 +125,9 @@ async def test_graceful_drain_loses_nothing(stack):
         exactly_once_in_order(client, publisher.acknowledged)
     moved = [c for c in clients if 1012 in c.close_codes]
     assert len(moved) == 10, [c.close_codes for c in clients]
+    # Staggered over the 2 s drain window, not all at once.
+    close_times = sorted(c.close_times[c.close_codes.index(1012)] for c in moved)
+    assert close_times[-1] - close_times[0] >= 1.0
     assert code == 0 and drained_in < 2 + 5
     assert set(publisher.statuses) == {200}
     for client in clients:
@@ -282,3 +291,21 @@ def test_no_secret_ever_reaches_logs_error_bodies_or_metrics(stack):
     for text in texts:
         for secret in secrets + [tok]:
             assert secret not in text
+
+
+async def test_a_subscribe_flood_is_limited_and_rate_limited(stack):
+    groups = [f"flood.{n}" for n in range(300)]
+    flooder = await Subscriber(stack.ws_url(0), token(stack, groups)).connect()
+    bystander = await Subscriber(stack.ws_url(0), token(stack, ["bystander"])).connect()
+    await bystander.subscribe("bystander")
+    for group in groups:
+        try:
+            await flooder.socket.send(json.dumps({"type": "subscribe", "group": group}))
+        except websockets.ConnectionClosed:
+            break
+    assert await flooder.until_closed() == 4008  # over GROUPCAST_CLIENT_RATE (bursts of 2x)
+    status, info = api(stack, "GET", "/api/v1/groups/flood.0")
+    assert status == 200
+    offset = api(stack, "POST", "/api/v1/publish", {"group": "bystander", "data": "still here"})[1]["offset"]
+    assert (await bystander.receive("bystander", 1))[0][0] == offset
+    await bystander.close()
