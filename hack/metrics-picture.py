@@ -89,7 +89,8 @@ def main():
                 for series in prometheus.query_range(expr, start, end, "2s"):
                     points = [(float(t) - start, float(v)) for t, v in series["values"] if v not in ("NaN", "+Inf")]
                     if points and any(v for _, v in points):
-                        label = re.sub(r"{{(\w+)}}", lambda m: series["metric"].get(m[1], ""), target["legendFormat"])
+                        labels = series["metric"]
+                        label = re.sub(r"{{(\w+)}}", lambda m, labels=labels: labels.get(m[1], ""), target["legendFormat"])
                         axis.plot(*zip(*points), label=label)
             axis.set_title(title, fontsize=10)
             axis.set_xlabel("seconds")

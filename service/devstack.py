@@ -230,7 +230,7 @@ class Stack:
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for name, process in self.processes.items():
+        for process in self.processes.values():
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:

@@ -1,6 +1,5 @@
 """Management commands: mint a token, publish, check configuration, Redis and a round trip."""
 
-import os
 import subprocess
 import sys
 

@@ -2,7 +2,6 @@
 driven by real WebSocket clients written from the public contract."""
 
 import asyncio
-import os
 import signal
 import socket
 import time
