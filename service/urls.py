@@ -4,6 +4,7 @@ from service import demo, health
 from service.api import views
 
 urlpatterns = [
+    path("api/v1/openapi.json", views.openapi),
     path("api/v1/publish", views.publish),
     path("api/v1/tokens", views.tokens),
     path("api/v1/jobs", views.jobs),

@@ -189,3 +189,10 @@ def test_a_publish_not_replicated_in_time_is_not_acknowledged(api, settings):
     status, body, response = api("post", "/api/v1/publish", {"group": "news", "data": 1}, HTTP_IDEMPOTENCY_KEY="r1")
     assert status == 503 and body["error"]["code"] == "not_replicated"
     assert response["Retry-After"] == "2"
+
+
+def test_the_openapi_description_is_served_without_a_key():
+    response = Client().get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.") and "/api/v1/publish" in document["paths"]

@@ -2,8 +2,9 @@
 
 import functools
 import time
+from pathlib import Path
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis import RedisError
 
@@ -53,6 +54,19 @@ def endpoint(view_name, method):
         return wrapper
 
     return decorate
+
+
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _openapi_document():
+    return OPENAPI.read_bytes()
+
+
+def openapi(request):
+    """The OpenAPI description of this API (public: it holds no secrets)."""
+    return HttpResponse(_openapi_document(), content_type="application/json")
 
 
 def _bearer(request):
