@@ -301,3 +301,13 @@ def test_chart_sets_every_setting_the_service_reads(render):
     for role in ("http", "socket", "worker"):
         given |= set(env_of(one(docs, "Deployment", f"groupcast-{role}")["spec"]["template"]["spec"]["containers"][0]))
     assert read - given - set(UNSET_SETTINGS) == set()
+
+
+def test_configmap_integers_render_as_plain_digits(render):
+    # YAML numbers are floats: 1048576 must not become "1.048576e+06" (the service refuses it).
+    docs = render({"config": {"sendQueueBytes": 1048576, "historyTtl": 2592000}})
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap" and "GROUPCAST_SEND_QUEUE_BYTES" in d["data"])
+    assert configmap["data"]["GROUPCAST_SEND_QUEUE_BYTES"] == "1048576"
+    assert configmap["data"]["GROUPCAST_HISTORY_TTL"] == "2592000"
+    for name, value in configmap["data"].items():
+        assert "e+" not in value, (name, value)

@@ -98,9 +98,9 @@ env:
   - name: GUNICORN_BIND
     value: "0.0.0.0:8000"
   - name: GUNICORN_WORKERS
-    value: {{ $values.workers | quote }}
+    value: {{ $values.workers | int64 | quote }}
   - name: GUNICORN_THREADS
-    value: {{ $values.threads | quote }}
+    value: {{ $values.threads | int64 | quote }}
   - name: PROMETHEUS_MULTIPROC_DIR
     value: /tmp/prometheus
   {{- else if eq .component "socket" }}
@@ -109,12 +109,12 @@ env:
   - name: GROUPCAST_DRAIN_SECONDS
     value: {{ $values.drainSeconds | quote }}
   - name: GROUPCAST_MAX_CONNECTIONS
-    value: {{ $values.maxConnections | quote }}
+    value: {{ $values.maxConnections | int64 | quote }}
   {{- else if eq .component "worker" }}
   - name: GROUPCAST_METRICS_PORT
     value: "9102"
   - name: GROUPCAST_WORKER_CONCURRENCY
-    value: {{ $values.concurrency | quote }}
+    value: {{ $values.concurrency | int64 | quote }}
   {{- end }}
   {{- with $values.extraEnv }}
   {{- toYaml . | nindent 2 }}

@@ -1,0 +1,73 @@
+"""Scenario 3: socket pods 1 -> 3, by `kubectl scale` and by the chart's HPA values.
+
+With clients on every socket pod (a port-forward to each pod), one publish reaches each
+subscriber exactly once, and GET /api/v1/groups/<g> counts all of them.
+"""
+
+import asyncio
+import time
+
+from client import Subscriber
+from conftest import unique
+
+CLIENTS_PER_POD = 2
+
+
+async def fan_out_to_every_pod(api, pods, forwards, label):
+    group = unique("s3")
+    token = api.token([group], sub=label)
+    subscribers = []
+    try:
+        for pod in pods:
+            forward = forwards(f"pod/{pod}", 8001)
+            for i in range(CLIENTS_PER_POD):
+                subscribers.append(Subscriber(f"{pod}#{i}", f"ws://127.0.0.1:{forward.local_port}/ws", token, [group]))
+        await asyncio.gather(*(s.start() for s in subscribers))
+
+        # presence is mirrored to Redis on a heartbeat: wait for the count, bounded
+        deadline = time.monotonic() + 20
+        while (counted := api.group(group)["subscribers"]) != len(subscribers):
+            assert time.monotonic() < deadline, f"GET /groups counts {counted}, {len(subscribers)} connected"
+            await asyncio.sleep(0.5)
+
+        first = await api.apublish(group, {"n": 1})
+        assert first.status == 200, first
+        # a second message as a fence: once it is in, any duplicate of the first would be too
+        fence = await api.apublish(group, {"n": 2})
+        assert fence.status == 200, fence
+        want = [first.body["offset"], fence.body["offset"]]
+        await asyncio.gather(*(s.wait_for(lambda s=s: fence.body["offset"] in s.offsets(group), 15, "the fence")
+                               for s in subscribers))
+        for subscriber in subscribers:
+            assert subscriber.offsets(group) == want, f"{subscriber.name} holds {subscriber.offsets(group)}"
+        return {"pods": len(pods), "subscribers": len(subscribers), "counted": counted, "published": 2,
+                "received": sum(len(s.offsets(group)) for s in subscribers)}
+    finally:
+        await asyncio.gather(*(s.stop() for s in subscribers))
+
+
+async def test_scale_with_kubectl(api, cluster, forwards, report):
+    deployment = cluster.deployment_name("socket")
+    assert len(cluster.wait_pods("socket", 1)) == 1
+    cluster.kubectl("scale", f"deployment/{deployment}", "--replicas=3")
+    pods = await asyncio.to_thread(cluster.wait_pods, "socket", 3)
+    numbers = await fan_out_to_every_pod(api, pods, forwards, "kubectl-scale")
+    report.add("3 scale 1->3 (kubectl scale)", **numbers)
+
+
+async def test_scale_with_hpa_values(api, cluster, forwards, report):
+    deployment = cluster.deployment_name("socket")
+    cluster.kubectl("scale", f"deployment/{deployment}", "--replicas=1")
+    await asyncio.to_thread(cluster.wait_pods, "socket", 1)
+    # the HPA's minReplicas brings the Deployment to 3 (no metrics server is needed for that)
+    await asyncio.to_thread(
+        cluster.upgrade,
+        "--set", "socket.autoscaling.enabled=true",
+        "--set", "socket.autoscaling.minReplicas=3",
+        "--set", "socket.autoscaling.maxReplicas=3",
+    )
+    hpa = cluster.get_json("hpa", "-l", cluster.component_selector("socket"))["items"]
+    assert len(hpa) == 1 and hpa[0]["spec"]["minReplicas"] == 3
+    pods = await asyncio.to_thread(cluster.wait_pods, "socket", 3)
+    numbers = await fan_out_to_every_pod(api, pods, forwards, "hpa")
+    report.add("3 scale 1->3 (helm values, HPA)", **numbers)
