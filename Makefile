@@ -10,7 +10,7 @@ PYTHON := .venv/bin/python
 export UV_SYSTEM_CERTS := 1
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help run test test-fast chart-test image e2e bench soak metrics-picture deps system-deps clean
+.PHONY: help run test test-fast chart-test image e2e bench soak fuzz audit metrics-picture deps system-deps clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -40,6 +40,12 @@ bench: deps  ## groupcast vs stock Channels, python-socketio and Centrifugo
 metrics-picture: deps system-deps  ## render docs/dashboard.png from a real run and a real Prometheus
 	$(UV) sync --frozen --all-groups
 	$(PYTHON) hack/metrics-picture.py
+
+fuzz: deps  ## a longer fuzzing and OpenAPI contract run (about 10 minutes)
+	GROUPCAST_FUZZ_EXAMPLES=5000 GROUPCAST_SCHEMATHESIS_EXAMPLES=500 $(PYTHON) -m pytest tests/test_fuzz.py tests/integration/test_schemathesis.py
+
+audit: deps  ## pip-audit of the locked runtime dependencies (needs the vulnerability database online)
+	GROUPCAST_AUDIT=1 $(PYTHON) -m pytest tests/test_audit.py
 
 deps: .venv/.synced
 

@@ -32,7 +32,7 @@ def parse_client_frame(text):
     """Check one text frame from a client and return what it asks for."""
     try:
         body = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise FrameError("bad_json", "frame is not valid JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         raise FrameError("bad_frame", 'frame must be a JSON object with a string "type"')

@@ -4,8 +4,9 @@ import re
 
 # The Channels group-name alphabet, up to 100 characters.
 GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-# A Redis Stream id: milliseconds, optionally "-sequence".
-OFFSET = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
+# A Redis Stream id: milliseconds, optionally "-sequence"; ASCII digits, each part < 2**64.
+OFFSET = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+PART_LIMIT = 2**64
 # The offset before any message; `since` with it replays the whole retained history.
 ORIGIN = "0-0"
 
@@ -19,7 +20,10 @@ def parse_offset(value):
     match = OFFSET.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f"not an offset: {value!r}")
-    return int(match[1]), int(match[2] or 0)
+    millis, sequence = int(match[1]), int(match[2] or 0)
+    if millis >= PART_LIMIT or sequence >= PART_LIMIT:
+        raise ValueError(f"offset out of range: {value!r}")
+    return millis, sequence
 
 
 def offset_after(offset, other):

@@ -1,6 +1,7 @@
 """Reading and checking API request bodies; each problem is a 400 naming the field."""
 
 import json
+import math
 from datetime import datetime
 
 from django.conf import settings
@@ -13,22 +14,49 @@ MAX_JOB_GROUPS = 10000
 
 
 def json_body(request):
-    """The request's JSON object (413 when too large, 400 when not a JSON object)."""
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if not length.isdigit() or int(length) > settings.GROUPCAST_MAX_BODY_BYTES:
-        raise ApiError(
-            413, "too_large", f"body over {settings.GROUPCAST_MAX_BODY_BYTES} bytes"
-        )
-    raw = request.read(settings.GROUPCAST_MAX_BODY_BYTES + 1)
-    if len(raw) > settings.GROUPCAST_MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"body over {settings.GROUPCAST_MAX_BODY_BYTES} bytes")
+    """The request's JSON object: 413 when too large, 400 when not a JSON object of
+    finite numbers and valid Unicode (what every client can read back)."""
+    limit = settings.GROUPCAST_MAX_BODY_BYTES
+    length = request.META.get("CONTENT_LENGTH", "")
+    if length:
+        if not (length.isascii() and length.isdigit()):
+            raise bad_request("Content-Length is not a number")
+        if int(length) > limit:
+            raise ApiError(413, "too_large", f"body over {limit} bytes")
+        stream = request
+    elif request.META.get("wsgi.input_terminated"):
+        # No Content-Length (a chunked body): Django would read nothing, so read the
+        # server's decoded stream (safe to read to its end, the server says), bounded.
+        stream = request.META["wsgi.input"]
+    else:
+        stream = request
+    raw = stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(413, "too_large", f"body over {limit} bytes")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+        # Lone surrogates parse (as \ud800 escapes) but cannot be stored or sent on.
+        json.dumps(body, ensure_ascii=False).encode()
+    except RecursionError:
+        raise bad_request("body is nested too deeply", "bad_json") from None
+    except UnicodeEncodeError:
+        raise bad_request("body has strings that are not valid Unicode", "bad_json") from None
     except (ValueError, UnicodeDecodeError):
         raise bad_request("body is not valid JSON", "bad_json") from None
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object")
     return body
+
+
+def _not_json(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def group_field(body, name="group"):
@@ -86,6 +114,8 @@ def job_request(body, now):
         run_at = now + delay
     elif "at" in body:
         run_at = _timestamp(body["at"])
+        if run_at > now + 30 * 86400:
+            raise bad_request('"at" must be within 30 days')
     rate = body.get("rate")
     if rate is not None and (not _number(rate) or not 0 < rate <= 100000):
         raise bad_request('"rate" must be a number of publishes per second, up to 100000')
@@ -97,7 +127,7 @@ def _number(value):
 
 
 def _timestamp(value):
-    if _number(value):
+    if _number(value) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         try:

@@ -85,7 +85,10 @@ def publish(request):
     if once_key is not None and not 1 <= len(once_key) <= 200:
         raise requests.bad_request("Idempotency-Key must be 1-200 characters")
     try:
-        offset = publish_message(group=group, data=data, once_key=once_key and f"api:{once_key}")
+        # The key is scoped to the group: reusing it for another group is another publish.
+        offset = publish_message(
+            group=group, data=data, once_key=once_key and f"api:{group}:{once_key}"
+        )
     except NotReplicated as error:
         metrics.PUBLISH_ERRORS.labels("not_replicated").inc()
         raise ApiError(
