@@ -37,6 +37,10 @@ bench: deps  ## groupcast vs stock Channels, python-socketio and Centrifugo
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --all-groups
 	$(PYTHON) -m bench
 
+soak: deps system-deps  ## 10 minutes of connect/subscribe/disconnect churn: memory, leaks, loss
+	$(UV) sync --frozen --all-groups
+	$(PYTHON) -m tests.soak --minutes 10
+
 metrics-picture: deps system-deps  ## render docs/dashboard.png from a real run and a real Prometheus
 	$(UV) sync --frozen --all-groups
 	$(PYTHON) hack/metrics-picture.py

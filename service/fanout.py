@@ -33,7 +33,7 @@ LINK_WAIT = 3.0
 class LocalGroup:
     """One group's members in this process and where its stream stands."""
 
-    __slots__ = ("name", "subscribers", "channels", "joining", "last_offset", "ready", "held")
+    __slots__ = ("name", "subscribers", "channels", "joining", "catching_up", "last_offset", "ready", "held")
 
     def __init__(self, name):
         self.name = name
@@ -43,6 +43,10 @@ class LocalGroup:
         self.channels = set()
         # subscribers reading their history: the live frames held back for each
         self.joining = {}
+        # subscribers that joined at an offset this process has not delivered yet (their
+        # history read saw a message whose announcement is still on its way): each waits
+        # for the first announcement after its own offset
+        self.catching_up = {}
         self.last_offset = None
         self.ready = asyncio.get_running_loop().create_future()
         self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -51,7 +55,7 @@ class LocalGroup:
 
     @property
     def size(self):
-        return len(self.subscribers) + len(self.channels) + len(self.joining)
+        return len(self.subscribers) + len(self.channels) + len(self.joining) + len(self.catching_up)
 
 
 class Fanout:
@@ -122,7 +126,10 @@ class Fanout:
         if state.joining.get(subscriber) is not held:
             return  # it left during the replay
         del state.joining[subscriber]
-        state.subscribers[subscriber] = None
+        if offset_after(history.last_offset, state.last_offset):
+            state.catching_up[subscriber] = history.last_offset
+        else:
+            state.subscribers[subscriber] = None
         subscriber.groups.add(group)
 
     async def leave(self, group, subscriber):
@@ -132,6 +139,7 @@ class Fanout:
             return
         state.subscribers.pop(subscriber, None)
         state.joining.pop(subscriber, None)
+        state.catching_up.pop(subscriber, None)
         self._presence_changed(state)
         await self._release(state)
         await self.presence.flush()
@@ -232,6 +240,8 @@ class Fanout:
             return  # already delivered (a replay overlapping live traffic)
         started = time.perf_counter()
         state.last_offset = offset
+        if state.catching_up:
+            self._caught_up(state, offset)
         frame = Frame(state.name, offset, data_json)
         written = 0
         for subscriber in state.subscribers:
@@ -246,6 +256,14 @@ class Fanout:
         metrics.DELIVERIES.inc(written)
         metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
         metrics.DELIVERY_LAG.observe(max(0.0, time.time() - offset_millis(offset) / 1000))
+
+    @staticmethod
+    def _caught_up(state, offset):
+        """Move the subscribers that joined before `offset` to live delivery."""
+        for subscriber, joined_at in list(state.catching_up.items()):
+            if offset_after(offset, joined_at):
+                del state.catching_up[subscriber]
+                state.subscribers[subscriber] = None
 
     # The Redis link
 

@@ -32,6 +32,7 @@ from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from service import keys, metrics
 from service.fanout import DISCARD, EVENT, Fanout
+from service.mailbox import Mailbox
 from service.store import channel_layer_host, make_async
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class GroupcastChannelLayer(RedisChannelLayer):
         self._fanouts = weakref.WeakKeyDictionary()
         # per event loop: {non-local channel name: task pulling it from Redis}
         self._pullers = weakref.WeakKeyDictionary()
-        self._waiting = collections.Counter()
+        # this process's channels: one Mailbox each, not channels_redis's asyncio.Queue
+        self.receive_buffer = collections.defaultdict(Mailbox)
 
     def match_type_and_length(self, name):
         # groupcast's group names run to 100 characters; Channels stops at 99.
@@ -89,16 +91,12 @@ class GroupcastChannelLayer(RedisChannelLayer):
             return await super().receive(channel)
         assert self._is_local(channel), "Wrong client prefix"
         self._start_puller(self.non_local_name(channel))
-        buffer = self.receive_buffer[channel]
-        self._waiting[channel] += 1
+        mailbox = self.receive_buffer[channel]
         try:
-            return await buffer.get()
+            return await mailbox.get()
         finally:
-            self._waiting[channel] -= 1
-            if not self._waiting[channel]:
-                del self._waiting[channel]
-                if buffer.empty() and self.receive_buffer.get(channel) is buffer:
-                    del self.receive_buffer[channel]
+            if mailbox.idle() and self.receive_buffer.get(channel) is mailbox:
+                del self.receive_buffer[channel]
 
     def _start_puller(self, real_channel):
         pullers = self._pullers.setdefault(asyncio.get_running_loop(), {})
@@ -131,11 +129,11 @@ class GroupcastChannelLayer(RedisChannelLayer):
 
     def deliver_local(self, channel, message):
         """Put an event into one of this process's channels, as its receive loop would."""
-        buffer = self.receive_buffer[channel]
-        if buffer.full():
+        mailbox = self.receive_buffer[channel]
+        if mailbox.qsize() >= self.capacity:
             metrics.DROPPED.labels("channel_full").inc()
             return
-        buffer.put_nowait(message)
+        mailbox.put_nowait(message)
 
     # Groups
 
@@ -220,7 +218,7 @@ class GroupcastChannelLayer(RedisChannelLayer):
         gauges.connection_limit.set(settings.GROUPCAST_MAX_CONNECTIONS)
         gauges.connections.set_function(lambda: len(self.subscribers))
         gauges.subscriptions.set_function(
-            lambda: sum(len(state.subscribers) for state in fanout.groups.values())
+            lambda: sum(len(state.subscribers) + len(state.catching_up) for state in fanout.groups.values())
         )
         gauges.groups_local.set_function(lambda: len(fanout.groups))
         gauges.send_queue_depth.set_function(

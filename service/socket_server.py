@@ -11,10 +11,13 @@ import asyncio
 import logging
 import signal
 import sys
+from functools import partial
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from twisted.internet import reactor
+
+from service.mailbox import Mailbox
 
 log = logging.getLogger("service.socket_server")
 # How long a client has to answer our close frame before the TCP connection is dropped;
@@ -31,6 +34,26 @@ class SocketServer(Server):
         kwargs["websocket_max_frame_size"] = settings.GROUPCAST_MAX_FRAME_BYTES
         super().__init__(*args, **kwargs)
         self.draining = None
+
+    def create_application(self, protocol, scope):
+        """Daphne's own (daphne 4.2.3, server.py), with a Mailbox for the application's
+        input queue instead of an asyncio.Queue: ~3 kB less per open connection."""
+        assert "application_instance" not in self.connections[protocol]
+        if scope["type"] == "websocket" and protocol.transport is not None:
+            # The HTTP channel that did the upgrade stays the transport's producer, keeping
+            # itself and its request (~2 kB) alive for the WebSocket's whole life.
+            protocol.transport.unregisterProducer()
+        input_queue = Mailbox()
+        scope.setdefault("asgi", {"version": "3.0"})
+        application_instance = self.application(
+            scope=scope,
+            receive=input_queue.get,
+            send=partial(self.handle_reply, protocol),
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(application_instance)
+        return input_queue
 
     def run(self):
         reactor.callWhenRunning(self._started)

@@ -10,12 +10,12 @@ import bisect
 import collections
 import http.client
 import json
-import random
 import socket
 import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import websockets
@@ -31,6 +31,35 @@ CONNECT_SECONDS = 10.0
 # How churn clients leave (weights): a close handshake; unsubscribing first; a TCP reset;
 # a FIN with no close frame; and a reset while their subscriptions are still being set up.
 ENDINGS = {"close": 40, "unsubscribe": 12, "reset": 22, "fin": 11, "mid_join": 15}
+# offset -> (offset key, publish number): one tuple per message, shared by every client
+# that received it (a ten-minute soak makes close to a million deliveries).
+_receipts = {}
+
+
+def receipt(offset, number):
+    entry = _receipts.get(offset)
+    if entry is None or entry[1] != number:
+        entry = (parse_offset(offset), number)
+        _receipts.setdefault(offset, entry)
+    return entry
+
+
+class Tally(collections.Counter):
+    """Counts of things that should not happen, each with the UTC times of its first few
+    occurrences (to find them in the server logs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = collections.defaultdict(list)
+
+    def note(self, *key):
+        key = " ".join(map(str, key))
+        self[key] += 1
+        if len(self.first[key]) < 5:
+            self.first[key].append(datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3])
+
+    def summary(self):
+        return {key: {"count": count, "first_at_utc": self.first[key]} for key, count in sorted(self.items())}
 
 
 class Ledger:
@@ -68,20 +97,20 @@ class Ledger:
         """Called once publishing has stopped: sort the offsets for range look-ups."""
         for offsets in self.acked.values():
             offsets.sort()
-        self._acked_sets = {group: set(offsets) for group, offsets in self.acked.items()}
 
     def between(self, group, after, upto):
         """Acknowledged offsets of `group` in (after, upto]."""
         offsets = self.acked[group]
         return offsets[bisect.bisect_right(offsets, after):bisect.bisect_right(offsets, upto)]
 
-    def is_acked(self, group, key):
-        return key in self._acked_sets[group]
-
 
 class Publisher:
     """POSTs /api/v1/publish at a steady rate to random groups, from a few threads that
-    keep their HTTP connections alive."""
+    keep their HTTP connections alive. A publish that gets no answer (a kept-alive
+    connection the server had closed, a timeout) is retried with the same
+    Idempotency-Key, as the contract allows, so its outcome is known and it is stored once."""
+
+    ATTEMPTS = 3
 
     def __init__(self, *, http_url, api_key, groups, rate, ledger, rng, threads=4):
         parts = urlsplit(http_url)
@@ -94,6 +123,8 @@ class Publisher:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="publish")
         self.max_in_flight = 4 * threads
         self.local = threading.local()
+        self.run_id = rng.getrandbits(32)
+        self.retries = 0
 
     async def run(self, stop):
         """Publish until `stop` is set, then wait for the publishes still in flight."""
@@ -107,7 +138,7 @@ class Publisher:
                 group = self.rng.choice(self.groups)
                 # Payloads of varying size, so the allocators see varied sizes too.
                 data = {"n": number, "p": "x" * self.rng.randint(16, 1024)}
-                task = asyncio.ensure_future(self._publish_one(group, number, data))
+                task = asyncio.ensure_future(self._publish_one(group, number, data, f"soak-{self.run_id}-{number}"))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             else:
@@ -118,16 +149,20 @@ class Publisher:
             await asyncio.gather(*in_flight)
         self.pool.shutdown()
 
-    async def _publish_one(self, group, number, data):
+    async def _publish_one(self, group, number, data, once_key):
         self.ledger.attempts += 1
         loop = asyncio.get_running_loop()
-        status, reply = await loop.run_in_executor(self.pool, self._post, group, data)
+        for attempt in range(self.ATTEMPTS):
+            status, reply = await loop.run_in_executor(self.pool, self._post, group, data, once_key)
+            if isinstance(status, int) and status < 500:
+                break
+            self.retries += 1
         if status == 200:
             self.ledger.acknowledge(group, number, reply["offset"])
         else:
             self.ledger.fail(number, str(status))
 
-    def _post(self, group, data):
+    def _post(self, group, data, once_key):
         """(status, body) of one publish, in a pool thread; status is the exception's name
         when there was no HTTP answer."""
         connection = getattr(self.local, "connection", None)
@@ -135,7 +170,7 @@ class Publisher:
             connection = self.local.connection = http.client.HTTPConnection(*self.address, timeout=10)
         body = json.dumps({"group": group, "data": data})
         try:
-            connection.request("POST", "/api/v1/publish", body, self.headers)
+            connection.request("POST", "/api/v1/publish", body, self.headers | {"Idempotency-Key": once_key})
             response = connection.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -158,7 +193,7 @@ class Track:
         self.start = None  # offset key: messages after it are expected
         self.position = None  # (offset, offset key) of the newest message, or of start
         self.received = []  # (offset key, publish number)
-        self.joins = []  # (messages received before it, since, subscribed offset, url)
+        self.joins = []  # (messages received before it, since, subscribed offset, url, UTC time)
 
     @property
     def since(self):
@@ -254,19 +289,19 @@ class Connection:
                 if not joined.done():
                     joined.cancel()
             if not self.leaving:
-                self.tally["server_closed", str(self.close_code)] += 1
+                self.tally.note("server_closed", str(self.close_code))
 
     def _file(self, frame):
         kind = frame["type"]
         if kind == "message":
             joined = self.joined.get(frame["group"])
             if joined is None or not joined.done():
-                self.tally["message_before_subscribed"] += 1
+                self.tally.note("message_before_subscribed")
                 return
-            key = parse_offset(frame["offset"])
+            entry = receipt(frame["offset"], frame["data"]["n"])
             track = self.tracks[frame["group"]]
-            track.received.append((key, frame["data"]["n"]))
-            track.position = (frame["offset"], key)
+            track.received.append(entry)
+            track.position = (frame["offset"], entry[0])
             self.moved.set()
         elif kind == "subscribed":
             group = frame["group"]
@@ -278,15 +313,16 @@ class Connection:
                 start = self.asked_since[group] or frame["offset"]
                 track.start = parse_offset(start)
                 track.position = (start, track.start)
-            track.joins.append((len(track.received), self.asked_since[group], frame["offset"], self.url))
+            track.joins.append((len(track.received), self.asked_since[group], frame["offset"], self.url,
+                                datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]))
             joined.set_result(frame["offset"])
         elif kind == "pong":
             if self.pongs:
                 self.pongs.popleft().set_result(None)
         elif kind == "error":
-            self.tally["error", frame.get("code")] += 1
+            self.tally.note("error", frame.get("code"))
         else:
-            self.tally["unknown_frame", kind] += 1
+            self.tally.note("unknown_frame", kind)
 
     async def close(self):
         """The close handshake (code 1000)."""
@@ -365,7 +401,7 @@ class Witness:
                     self.groups, {group: track.since for group, track in self.tracks.items()}
                 )
             except (OSError, ConnectionError, websockets.InvalidHandshake, TimeoutError) as error:
-                self.tally["witness_connect_error", f"{type(error).__name__}: {error}"] += 1
+                self.tally.note("witness_connect_error", f"{type(error).__name__}: {error}")
                 if self.connection.socket is not None:
                     await self.connection.reset()
                 await asyncio.sleep(0.5)
@@ -448,7 +484,7 @@ class Churn:
                 await self._cycle(stop)
             except (OSError, ConnectionError, websockets.InvalidHandshake, websockets.ConnectionClosed,
                     TimeoutError) as error:
-                self.tally["churn_error", f"{type(error).__name__}: {error}"[:80]] += 1
+                self.tally.note("churn_error", f"{type(error).__name__}: {error}"[:80])
             await asyncio.sleep(self.rng.uniform(0, 0.5))
 
     def _plan(self):
@@ -518,9 +554,11 @@ def track_verify(track, ledger, upto):
     """Compare what one track received with the ledger.
 
     Owed: every acknowledged offset in (start, upto] (upto None: nothing is owed, only
-    order and duplicates are checked). Returns counts: received, owed, missing,
-    duplicated, out_of_order, unexpected (an offset that was never acknowledged and is
-    not an unknown-outcome publish, or one at or before start, or a wrong payload).
+    what was received is checked). Returns counts: received, owed, missing, duplicated,
+    out_of_order, at_or_before_start (a message the client was not owed: at or before
+    its `since`, or at or before the `subscribed` offset it joined at), not_published
+    (neither acknowledged nor of unknown outcome), wrong_payload (an acknowledged
+    offset carrying another publish's data, or in another group).
     """
     keys = [key for key, _ in track.received]
     seen = set(keys)
@@ -530,16 +568,17 @@ def track_verify(track, ledger, upto):
         "missing": 0,
         "duplicated": len(keys) - len(seen),
         "out_of_order": sum(1 for a, b in zip(keys, keys[1:]) if b <= a),
-        "unexpected": 0,
+        "at_or_before_start": sum(1 for key in keys if key <= track.start),
+        "not_published": 0,
+        "wrong_payload": 0,
         "missing_offsets": [],
     }
     for key, number in track.received:
         published = ledger.numbers.get(number)
         if published is None:
-            if number not in ledger.unknown or key <= track.start:
-                result["unexpected"] += 1
-        elif published != (track.group, key) or key <= track.start:
-            result["unexpected"] += 1
+            result["not_published"] += number not in ledger.unknown
+        elif published != (track.group, key):
+            result["wrong_payload"] += 1
     if upto is not None and track.start is not None:
         owed = ledger.between(track.group, track.start, upto)
         result["owed"] = len(owed)
@@ -554,14 +593,16 @@ def track_story(track, ledger, around=8):
     joins (with how many acknowledged messages each one's replay owed: those in
     (since, subscribed]): enough to tell where a message came from."""
     keys = [key for key, _ in track.received]
-    first = next((i for i, (a, b) in enumerate(zip(keys, keys[1:]), 1) if b <= a), None)
+    first = next((i for i, (a, b) in enumerate(zip(keys, keys[1:]), 1) if b <= a),
+                 next((i for i, key in enumerate(keys) if key <= track.start), None))
     window = range(max(0, (first or 0) - around), min(len(keys), (first or 0) + around))
     return {
         "start": "%d-%d" % track.start if track.start else None,
-        "joins": [{"at": at, "since": since, "subscribed": subscribed, "url": url,
+        "joins": [{"at": at, "since": since, "subscribed": subscribed, "url": url, "utc": utc,
                    "replay_owed": len(ledger.between(track.group, parse_offset(since), parse_offset(subscribed)))
                    if since else 0}
-                  for at, since, subscribed, url in track.joins],
+                  for at, since, subscribed, url, utc in track.joins],
         "first_out_of_order_at": first,
-        "received_near_it": [(i, "%d-%d" % keys[i], track.received[i][1]) for i in window] if first else [],
+        "received_near_it": [(i, "%d-%d" % keys[i], track.received[i][1]) for i in window]
+        if first is not None else [],
     }

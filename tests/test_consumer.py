@@ -7,7 +7,7 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from service import drain
+from service import drain, keys
 from service.asgi import application
 from service.presence import group_subscribers
 from service.publishing import apublish_message
@@ -120,6 +120,22 @@ async def test_hand_off_from_history_to_live_has_no_gap_and_no_duplicate(connect
     received = [(await client.frame())["offset"] for _ in range(300)]
     assert received == offsets
     await client.nothing_more()
+
+
+async def test_a_message_stored_before_joining_is_not_delivered_live_when_announced_late(connect, sync_redis):
+    """The stream and the announcement reach a process on two connections: a joiner can
+    read a message's offset from the stream before the process hears it announced. The
+    joiner's `subscribed` offset covers it, so it must not arrive live as well."""
+    member = await connect(groups=["race"])
+    await member.subscribe("race")
+    stored = sync_redis.xadd(keys.stream("race"), {"d": b'"early"'}).decode()  # announced below
+    joiner = await connect(groups=["race"])
+    assert (await joiner.subscribe("race"))["offset"] == stored
+    sync_redis.publish(keys.fanout_channel("race"), f'P{stored} "early"')
+    after = await apublish_message(group="race", data="after")
+    assert [(await member.frame())["offset"] for _ in range(2)] == [stored, after]
+    assert (await joiner.frame())["offset"] == after
+    await joiner.nothing_more()
 
 
 async def test_since_older_than_retention_warns_then_replays_what_is_left(connect, settings):
