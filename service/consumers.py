@@ -130,8 +130,8 @@ class GroupcastConsumer(AsyncWebsocketConsumer):
         subscriber = self.subscriber
         if subscriber is None:
             return
-        if subscriber.close_code is None:  # the client closed (server closes count themselves)
-            metrics.DISCONNECTS.labels(str(code)).inc()
+        if subscriber.close_code is None:  # not our close (those count themselves)
+            metrics.DISCONNECTS.labels(str(subscriber.sink.closed_with or code)).inc()
         if self.channel_layer.subscribers.get(self.channel_name) is subscriber:
             await self.channel_layer.detach(subscriber)
             events.emit("disconnect", sub=subscriber.sub)

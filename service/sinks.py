@@ -79,6 +79,13 @@ class DaphneSink:
     def open(self):
         return self.protocol.state == WebSocketProtocol.STATE_OPEN
 
+    @property
+    def closed_with(self):
+        """The code of a close the server started under us (autobahn's own, such as 1009
+        for a frame over the size limit), which Daphne reports as the client's 1006."""
+        protocol = self.protocol
+        return protocol.localCloseCode if protocol.closedByMe else None
+
     def pending(self):
         transport = self.transport
         return self.batched + transport._tempDataLen + len(transport.dataBuffer) - transport.offset
@@ -168,6 +175,8 @@ def _batches():
 class AsgiSink:
     """Sends frames through the ASGI `send` callable from one writer task, with the
     backlog counted in bytes (servers other than Daphne, and WebsocketCommunicator)."""
+
+    closed_with = None  # every close goes through close() here, and is counted there
 
     def __init__(self, send):
         self.send = send

@@ -60,7 +60,10 @@ class SocketServer(Server):
         super().run()
 
     def _started(self):
-        self.ws_factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT)
+        # failByDrop=False: when autobahn itself fails a connection (a frame over the size
+        # limit, a protocol error) the client gets the close code (1009, 1002), not a
+        # dropped TCP connection it cannot tell from a crash.
+        self.ws_factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT, failByDrop=False)
         loop = asyncio.get_event_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
