@@ -221,6 +221,8 @@ class GroupcastChannelLayer(RedisChannelLayer):
             lambda: sum(len(state.subscribers) + len(state.catching_up) for state in fanout.groups.values())
         )
         gauges.groups_local.set_function(lambda: len(fanout.groups))
+        loop = asyncio.get_running_loop()  # the scrape may run on another thread
+        gauges.event_loop_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
         gauges.send_queue_depth.set_function(
             lambda: max((s.sink.pending() for s in self.subscribers.values()), default=0)
         )

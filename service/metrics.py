@@ -109,6 +109,10 @@ class SocketGauges:
             "groupcast_connection_limit",
             "GROUPCAST_MAX_CONNECTIONS: connections this process accepts before answering 1013.",
         )
+        self.event_loop_tasks = Gauge(
+            "groupcast_event_loop_tasks",
+            "asyncio tasks alive in this process's event loop (one per connection, plus a few).",
+        )
 
 
 class WorkerGauges:

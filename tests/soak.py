@@ -12,7 +12,8 @@ It passes when, for each socket process:
   leaks hide in the allocator's steps (RSS rises while the heap reaches the high-water
   mark of its busiest moments, ~1% per 10 minutes in the second half here); for those,
   tracemalloc across thousands of cycles is the instrument (see the README);
-- nothing is left behind once every client is gone: the groupcast_connections,
+- nothing is left behind once every client is gone: no asyncio task beyond the idle
+  baseline (groupcast_event_loop_tasks), the groupcast_connections,
   groupcast_subscriptions and groupcast_groups_local gauges are 0, no client socket is
   open, the open file descriptors are back near the idle baseline, Redis has no
   subscriber on any group's fan-out channel (PUBSUB NUMSUB) and as many pub/sub clients
@@ -65,6 +66,10 @@ FD_SLACK = 2
 # (BZPOPMIN) and send connections, and one spare.
 REDIS_CONNECTIONS_BOUND = ASYNC_POOL_SIZE + 4
 DRAIN_TIMEOUT = 30.0
+# asyncio tasks a socket process may have beyond its idle baseline once every client is
+# gone: the channel layer's receive task (started by the first connection, then kept) and
+# a batch of connection events on its way out.
+TASK_SLACK = 2
 # What a probe of a busy process or of Redis may raise (urllib's errors are OSErrors).
 PROBE_ERRORS = (OSError, TimeoutError, psutil.Error, redis.RedisError)
 # What a client must never see (see tests.soak_traffic.track_verify).
@@ -421,6 +426,10 @@ class Run:
         for name in self.names:
             gauges = {k: end["processes"][name][k] for k in ("connections", "subscriptions", "groups_local")}
             check(f"{name} gauges back to 0", not any(gauges.values()), gauges)
+        for name in self.names:
+            before, after = baseline["processes"][name]["event_loop_tasks"], end["processes"][name]["event_loop_tasks"]
+            check(f"{name} no task left behind", after <= before + TASK_SLACK,
+                  f"asyncio tasks {before} -> {after} (slack {TASK_SLACK}: the layer's receive task, a batch of events)")
         for name in self.names:
             before, after = baseline["processes"][name], end["processes"][name]
             clients = after["sockets"].get("clients", 0)

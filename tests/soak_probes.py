@@ -15,7 +15,7 @@ import redis
 from tests.integration.clients import metric
 
 FANOUT_PATTERN = "gc:fanout:*"
-GAUGES = ("groupcast_connections", "groupcast_subscriptions", "groupcast_groups_local")
+GAUGES = ("groupcast_connections", "groupcast_subscriptions", "groupcast_groups_local", "groupcast_event_loop_tasks")
 COUNTERS = (
     "groupcast_deliveries_total",
     "groupcast_dropped_total",

@@ -58,6 +58,7 @@ async def eventually(predicate, timeout=30, what="condition"):
 async def test_publish_and_delivery_counters_add_up_across_two_socket_processes(stack):
     subscribers_count, publishes = 6, 20
     tok = token(stack, ["counted"])
+    tasks_before = socket_metrics(stack, "groupcast_event_loop_tasks")
     subscribers = [await Subscriber(stack.ws_url(i % 2), tok).connect() for i in range(subscribers_count)]
     for subscriber in subscribers:
         await subscriber.subscribe("counted")
@@ -71,9 +72,13 @@ async def test_publish_and_delivery_counters_add_up_across_two_socket_processes(
     assert socket_metrics(stack, "groupcast_deliveries_total") - delivered_before == publishes * subscribers_count
     assert socket_metrics(stack, "groupcast_connections") == subscribers_count
     assert socket_metrics(stack, "groupcast_subscriptions") == subscribers_count
+    assert socket_metrics(stack, "groupcast_event_loop_tasks") >= tasks_before + subscribers_count
     for subscriber in subscribers:
         await subscriber.close()
     await eventually(lambda: socket_metrics(stack, "groupcast_connections") == 0, what="connections to close")
+    # each process may start its layer's receive task (kept) and send a batch of events
+    await eventually(lambda: socket_metrics(stack, "groupcast_event_loop_tasks") <= tasks_before + 2 * 2,
+                     what="the connections' tasks to end")
 
 
 async def test_a_slow_client_shows_in_drops_and_disconnects(stack):
