@@ -19,6 +19,12 @@ def stack():
         worker_ports=[free_port(), free_port()],
         env=STACK_ENV,
     )
+    yield from running(topology)
+
+
+def running(topology):
+    """A module fixture's body: start `topology`, yield it, stop it. If it does not come
+    up, print its processes' logs and stop what did start."""
     try:
         topology.start()
     except Exception:

@@ -7,6 +7,7 @@ from playwright.async_api import async_playwright, expect
 
 from service.devstack import Stack
 from tests.integration.clients import publish
+from tests.integration.conftest import running
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +22,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def demo_stack():
     topology = Stack(env={"GROUPCAST_DRAIN_SECONDS": "0.5"})
-    topology.start()
-    yield topology
-    topology.stop()
+    yield from running(topology)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import websockets
 
 from service.devstack import Stack, free_port, http_status
 from tests.integration.clients import ResumingClient, Subscriber, api, metric, token
-from tests.integration.conftest import STACK_ENV
+from tests.integration.conftest import STACK_ENV, running
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +25,7 @@ def stack():
         socket_ports=[free_port(), free_port()],
         env={**STACK_ENV, "GROUPCAST_DRAIN_SECONDS": "2"},
     )
-    topology.start()
-    yield topology
-    topology.stop()
+    yield from running(topology)
 
 
 class Publisher:

@@ -12,7 +12,7 @@ import pytest
 
 from service.devstack import Stack, free_port
 from tests.integration.clients import Subscriber, api, metric, publish, token
-from tests.integration.conftest import STACK_ENV
+from tests.integration.conftest import STACK_ENV, running
 from tests.integration.prometheus import ALERTS, Prometheus, alert_rules, dashboard_queries, measure
 
 pytestmark = pytest.mark.slow
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def stack():
     topology = Stack(socket_ports=[free_port(), free_port()], env=STACK_ENV)
-    topology.start()
-    yield topology
-    topology.stop()
+    yield from running(topology)
 
 
 @pytest.fixture(scope="module")

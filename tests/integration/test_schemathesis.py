@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.devstack import Stack
+from tests.integration.conftest import running
 
 SCHEMA = schemathesis.openapi.from_path(
     Path(__file__).resolve().parents[2] / "service" / "api" / "openapi.json"
@@ -86,16 +87,7 @@ def _schemas(node):
 @pytest.fixture(scope="module")
 def http_stack():
     """Redis, gunicorn, one socket process and one worker (so jobs run), on loopback."""
-    topology = Stack()
-    try:
-        topology.start()
-    except Exception:
-        for name in topology.processes:
-            print(f"--- {name}\n{topology.log(name)}")
-        topology.stop()
-        raise
-    yield topology
-    topology.stop()
+    yield from running(Stack())
 
 
 @pytest.mark.slow
