@@ -48,7 +48,18 @@ class RedisSet:
         wait_until(lambda: _answers(replica) and replica.info("replication")["master_link_status"] == "up",
                    15, "the replica to sync")
         wait_until(lambda: self.master_port() == self.master.port, 15, "Sentinel to know the master")
+        # Sentinel learns of replicas from the master's INFO, every 10 s: a failover asked
+        # before then is refused with NOGOODSLAVE.
+        wait_until(self.replica_known, 25, "Sentinel to know the replica")
         return self
+
+    def replica_known(self):
+        try:
+            replicas = redis.Redis(port=self.sentinel_port).sentinel_slaves("mymaster")
+        except redis.RedisError:
+            return False
+        return any(r["port"] == self.replica_port and r["is_slave"] and not r["is_disconnected"]
+                   and r["master-link-status"] == "ok" for r in replicas)
 
     def _spawn(self, args, log):
         self.processes.append(subprocess.Popen(
