@@ -8,7 +8,6 @@
 ARG BASE_IMAGE=python:3.12-slim-bookworm
 
 FROM ${BASE_IMAGE} AS builder
-ARG UV_VERSION=0.13.9
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON_PREFERENCE=only-system \
@@ -18,9 +17,12 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # An optional build secret `cacert` (e.g. the host's CA bundle behind a TLS-inspecting proxy)
 # is trusted by pip and uv for this step only; it never lands in a layer.
+# uv's version is pinned once, as `required-version` in pyproject.toml.
 RUN --mount=type=secret,id=cacert \
+    --mount=type=bind,source=pyproject.toml,target=/tmp/pyproject.toml \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert SSL_CERT_FILE=/run/secrets/cacert; fi; \
-    python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
+    uv_version="$(sed -n 's/^required-version = "==\(.*\)"/\1/p' /tmp/pyproject.toml)"; \
+    python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${uv_version:?no required-version in pyproject.toml}"
 WORKDIR /src
 # Runtime dependencies only, exactly as locked; the project itself is not a package.
 RUN --mount=type=secret,id=cacert \

@@ -2,7 +2,7 @@
 # Both install what they need first (a virtualenv from uv.lock, redis-server, Chromium).
 
 SHELL := /bin/bash
-UV_VERSION := 0.13.9
+UV_VERSION := $(shell sed -n 's/^required-version = "==\(.*\)"/\1/p' pyproject.toml)
 TOOLS := .cache/tools
 UV := $(TOOLS)/uv-$(UV_VERSION)/bin/uv
 PYTHON := .venv/bin/python
@@ -16,7 +16,7 @@ help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
 run: deps system-deps  ## start Redis, http :8000, socket :8001, worker (:9102) and the demo page
-	$(PYTHON) -m service.devstack
+	$(PYTHON) -m devstack
 
 test: deps system-deps  ## the whole test suite (unit, integration, browser, chart)
 	$(PYTHON) -m pytest
@@ -39,7 +39,7 @@ bench: deps  ## groupcast vs stock Channels, python-socketio and Centrifugo
 
 soak: deps system-deps  ## 10 minutes of connect/subscribe/disconnect churn: memory, leaks, loss
 	$(UV) sync --frozen --all-groups
-	$(PYTHON) -m tests.soak --minutes 10
+	$(PYTHON) -m soak --minutes 10
 
 metrics-picture: deps system-deps  ## render docs/dashboard.png from a real run and a real Prometheus
 	$(UV) sync --frozen --all-groups

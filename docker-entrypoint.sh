@@ -19,12 +19,12 @@ case "$role" in
     find "$dir" -mindepth 1 -delete
     export PROMETHEUS_MULTIPROC_DIR="$dir"
     export GUNICORN_BIND="${GUNICORN_BIND:-0.0.0.0:8000}"
-    exec gunicorn -c /app/service/gunicorn.conf.py "$@" service.wsgi
+    exec gunicorn -c /app/service/api/gunicorn.conf.py "$@" service.wsgi
     ;;
   socket)
     # Multiprocess metrics are for gunicorn's forked workers only.
     unset PROMETHEUS_MULTIPROC_DIR
-    exec python -m service.socket_server --bind 0.0.0.0 --port "${GROUPCAST_SOCKET_PORT:-8001}" \
+    exec python -m service.socket.server --bind 0.0.0.0 --port "${GROUPCAST_SOCKET_PORT:-8001}" \
       --proxy-headers "$@" service.asgi:application
     ;;
   worker)

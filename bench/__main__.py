@@ -26,7 +26,7 @@ from bench.load_generator import loadgen_binary
 from bench.run import ScenarioRun, redis_flush
 from bench.scenarios import FULL, QUICK
 from bench.systems import SYSTEMS, centrifugo_binary
-from service.devstack import Redis
+from devstack import Redis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FD_LIMIT = 20000

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import jwt
 
-from service.devstack import Stack, free_port, http_status, wait_until
+from devstack import Stack, free_port, http_status, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CENTRIFUGO_VERSION = "v6.9.1"
 CENTRIFUGO_DIR = ROOT / ".cache" / "tools" / f"centrifugo-{CENTRIFUGO_VERSION}"
 READY_TIMEOUT = 60
-# Same shape as groupcast's http role (service/gunicorn.conf.py defaults).
+# Same shape as groupcast's http role (service/api/gunicorn.conf.py defaults).
 GUNICORN_WORKERS = "2"
 GUNICORN_THREADS = "4"
 
@@ -127,7 +127,7 @@ class System:
 
 
 class Groupcast(System):
-    """groupcast itself, through service.devstack.Stack: gunicorn, one Daphne socket
+    """groupcast itself, through devstack.Stack: gunicorn, one Daphne socket
     process and one runworker, with the run's Redis."""
 
     name = "groupcast"

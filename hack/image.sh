@@ -10,7 +10,6 @@
 set -euo pipefail
 
 DEBIAN_SUITE=bookworm
-UV_VERSION=0.13.9
 DEBIAN_IMAGE=localhost/debian:$DEBIAN_SUITE
 PYTHON_IMAGE=localhost/groupcast-python:$DEBIAN_SUITE
 REDIS_IMAGE=localhost/groupcast-redis:7
@@ -98,7 +97,7 @@ groupcast_image() {
   version=$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["project"]["version"])' "$root/pyproject.toml")
   log "building groupcast:$version on $PYTHON_IMAGE"
   nice -n 10 podman build --pull=never \
-    --build-arg "BASE_IMAGE=$PYTHON_IMAGE" --build-arg "UV_VERSION=$UV_VERSION" \
+    --build-arg "BASE_IMAGE=$PYTHON_IMAGE" \
     --secret "id=cacert,src=$CA_BUNDLE" \
     -t "groupcast:$version" -t "localhost/groupcast:$version" -f "$root/Dockerfile" "$root" >&2
   IMAGE=localhost/groupcast:$version

@@ -23,7 +23,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from service.devstack import Stack, free_port  # noqa: E402
+from devstack import Stack, free_port  # noqa: E402
 from tests.integration.clients import Subscriber, api, publish, token  # noqa: E402
 from tests.integration.prometheus import DASHBOARD, Prometheus  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The socket role's application (`python -m service.socket_server`, or plain Daphne).
+"""The socket role's application (`python -m service.socket.server`, or plain Daphne).
 
 /ws is the WebSocket endpoint; /healthz, /readyz and /metrics answer over HTTP beside
 it; the `channel` routes are what `runworker` serves in the worker role.
@@ -14,13 +14,13 @@ django.setup(set_prefix=False)
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from service.consumers import GroupcastConsumer  # noqa: E402
-from service.health import socket_http_app  # noqa: E402
-from service.workers import EventsConsumer, JobsConsumer  # noqa: E402
+from service.socket.consumer import GroupcastConsumer  # noqa: E402
+from service.socket.probes import probes_app  # noqa: E402
+from service.worker.consumers import EventsConsumer, JobsConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": socket_http_app,
+        "http": probes_app,
         "websocket": URLRouter([path("ws", GroupcastConsumer.as_asgi())]),
         "channel": ChannelNameRouter(
             {

@@ -4,6 +4,8 @@ import re
 
 # The Channels group-name alphabet, up to 100 characters.
 GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+# The rule, as every error message states it.
+GROUP_RULE = "1-100 characters of A-Z a-z 0-9 _ . -"
 # A Redis Stream id: milliseconds, optionally "-sequence"; ASCII digits, each part < 2**64.
 OFFSET = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 PART_LIMIT = 2**64

@@ -60,10 +60,18 @@ RECOVERED = Counter(
 CLIENT_ERRORS = Counter(
     "groupcast_client_errors", "Client frames answered with an error, by code.", ["code"]
 )
+CONNECTION_SINKS = Counter(
+    "groupcast_connection_sinks",
+    "WebSocket connections opened, by how their frames are written: direct (the fast "
+    "path onto Daphne's transport) or asgi (through ASGI send).",
+    ["sink"],
+)
 
 # worker
 JOBS = Counter("groupcast_jobs", "Job runs finished, by status.", ["status"])
 JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
+
+# socket (sent, dropped) and worker (received, delivered, webhook_failed)
 EVENTS = Counter("groupcast_events", "Connection events handled, by status.", ["status"])
 
 # every role
@@ -85,6 +93,8 @@ ROLE_LABELS = {
     "socket": [
         (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),
         (DISCONNECTS, ["1000", "1001", "1006", "1009", "1012", "1013", "4001", "4003", "4008"]),
+        (CONNECTION_SINKS, ["direct", "asgi"]),
+        (EVENTS, ["sent", "dropped"]),
     ],
     "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],
 }

@@ -4,11 +4,8 @@ Secrets have no defaults; a missing or malformed value stops start-up with a mes
 naming the variable (see README, "Configuration").
 """
 
-from pathlib import Path
-
 from service.environment import Environment
 
-BASE_DIR = Path(__file__).resolve().parent
 env = Environment()
 
 # Secrets and wiring
@@ -88,7 +85,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "service.layers.GroupcastChannelLayer",
+        "BACKEND": "service.socket.layer.GroupcastChannelLayer",
         "CONFIG": {"redis_url": REDIS_URL, "prefix": GROUPCAST_REDIS_PREFIX},
     }
 }

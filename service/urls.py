@@ -1,7 +1,6 @@
 from django.urls import path
 
-from service import demo, health
-from service.api import views
+from service.api import demo, probes, views
 
 urlpatterns = [
     path("api/v1/openapi.json", views.openapi),
@@ -10,9 +9,9 @@ urlpatterns = [
     path("api/v1/jobs", views.jobs),
     path("api/v1/jobs/<str:job_id>", views.job),
     path("api/v1/groups/<str:name>", views.group),
-    path("healthz", health.healthz),
-    path("readyz", health.readyz),
-    path("metrics", health.metrics_view),
+    path("healthz", probes.healthz),
+    path("readyz", probes.readyz),
+    path("metrics", probes.metrics_view),
     path("", demo.index),
     path("static/<str:name>", demo.script),
 ]

@@ -1,4 +1,4 @@
-"""The http role: `gunicorn service.wsgi` (see service/gunicorn.conf.py)."""
+"""The http role: `gunicorn service.wsgi` (see service/api/gunicorn.conf.py)."""
 
 import os
 

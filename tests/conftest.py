@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.devstack import Redis
+from devstack import Redis
 
 _redis = None
 _workdir = None
@@ -83,7 +83,7 @@ def prefix(settings):
 
 @pytest.fixture
 def sync_redis():
-    from service.store import redis_sync
+    from service.storage.clients import redis_sync
 
     return redis_sync()
 
@@ -93,7 +93,7 @@ async def layer(settings, prefix):
     """A GroupcastChannelLayer of the test's own, installed as the default layer."""
     from channels.layers import channel_layers
 
-    from service.layers import GroupcastChannelLayer
+    from service.socket.layer import GroupcastChannelLayer
 
     created = GroupcastChannelLayer(redis_url=settings.REDIS_URL, prefix=prefix)
     previous = channel_layers.backends.get("default")

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.test import Client
 
-from service import keys, store
+from service.storage import clients, keys, publishing
 
 
 @pytest.fixture
@@ -90,15 +90,13 @@ def test_unknown_path_is_a_json_404(api):
 
 def test_redis_unreachable_is_503_with_retry_after(api, settings, monkeypatch):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    monkeypatch.setattr(store, "_sync_client", None)
-    import service.publishing
-
-    monkeypatch.setattr(service.publishing, "_sync_script", None)
+    monkeypatch.setattr(clients, "_sync_client", None)
+    monkeypatch.setattr(publishing, "_sync_script", None)
     status, body, response = api("post", "/api/v1/publish", {"group": "news", "data": 1})
     assert status == 503 and body["error"]["code"] == "unavailable"
     assert response["Retry-After"] == "2"
-    monkeypatch.setattr(store, "_sync_client", None)
-    monkeypatch.setattr(service.publishing, "_sync_script", None)
+    monkeypatch.setattr(clients, "_sync_client", None)
+    monkeypatch.setattr(publishing, "_sync_script", None)
 
 
 def test_tokens_are_jwts_for_the_requested_groups(api):

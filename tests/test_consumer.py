@@ -7,10 +7,11 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from service import drain, keys
+from service.socket import drain
+from service.storage import keys
 from service.asgi import application
-from service.presence import group_subscribers
-from service.publishing import apublish_message
+from service.storage.presence import group_subscribers
+from service.storage.publishing import apublish_message
 from service.tokens import token_issue
 from tests.conftest import eventually
 
@@ -241,14 +242,11 @@ async def _counted(group, expected):
     return await asyncio.to_thread(group_subscribers, group=group) == expected
 
 
-async def test_draining_process_refuses_new_connections_with_1012(connect):
-    drain.state.draining = True
-    try:
-        client = await connect()
-        frames, code = await client.closed()
-        assert code == 1012 and frames[0]["code"] == "restarting"
-    finally:
-        drain.state.draining = False
+async def test_draining_process_refuses_new_connections_with_1012(connect, layer):
+    layer.hub().draining = True
+    client = await connect()
+    frames, code = await client.closed()
+    assert code == 1012 and frames[0]["code"] == "restarting"
 
 
 async def test_process_at_its_connection_limit_answers_1013(connect, settings):
@@ -265,10 +263,7 @@ async def test_drain_closes_every_connection_with_1012(connect, layer, settings)
     clients = [await connect() for _ in range(5)]
     for client in clients:
         await client.subscribe("news")
-    try:
-        await drain.drain(layer)
-        for client in clients:
-            _, code = await client.closed()
-            assert code == 1012
-    finally:
-        drain.state.draining = False
+    await drain.drain(layer.hub())
+    for client in clients:
+        _, code = await client.closed()
+        assert code == 1012

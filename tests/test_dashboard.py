@@ -3,7 +3,7 @@
 import importlib.util
 import json
 
-from service.devstack import ROOT
+from devstack import ROOT
 
 
 def load_generator():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from service.frames import FrameError, error_frame, message_frame, parse_client_frame, subscribed_frame
+from service.socket.frames import FrameError, error_frame, message_frame, parse_client_frame, subscribed_frame
 from service.groups import is_group_name, offset_after, parse_offset
 
 

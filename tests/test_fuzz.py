@@ -34,9 +34,9 @@ from referencing.jsonschema import DRAFT202012
 
 from service.api import requests
 from service.api.errors import ApiError
-from service.frames import ClientFrame, FrameError, parse_client_frame
+from service.socket.frames import ClientFrame, FrameError, parse_client_frame
 from service.groups import is_group_name, offset_after, parse_offset
-from service.jobs import job_create
+from service.storage.jobs import job_create
 from service.tokens import token_verify
 
 LONG_RUN = int(os.environ.get("GROUPCAST_FUZZ_EXAMPLES", "0"))

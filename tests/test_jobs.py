@@ -6,9 +6,11 @@ import time
 
 import pytest
 
-from service import jobs, keys
-from service.publishing import apublish_message
-from service.store import make_async
+from service.storage import jobs as records
+from service.storage import keys
+from service.worker import jobs
+from service.storage.publishing import apublish_message
+from service.storage.clients import make_async
 from tests.conftest import eventually
 
 
@@ -20,59 +22,59 @@ async def client(redis_url):
 
 
 def create(groups, run_at=None, rate=None):
-    return jobs.job_create(groups=groups, data={"hello": "all"}, run_at=run_at or time.time(), rate=rate)
+    return records.job_create(groups=groups, data={"hello": "all"}, run_at=run_at or time.time(), rate=rate)
 
 
 async def test_a_due_job_runs_once_and_publishes_to_each_group(client, sync_redis):
     job_id = create(["a", "b", "c"])
-    assert await jobs.jobs_due(client) == [job_id]
+    assert await records.jobs_due(client) == [job_id]
     assert await jobs.job_run(client, job_id) == "done"
     for group in "abc":
         assert sync_redis.xlen(keys.stream(group)) == 1
-    status = jobs.job_get(job_id)
+    status = records.job_get(job_id)
     assert status["status"] == "done" and status["attempts"] == 1
     assert status["result"]["published"] == 3 and status["finished"] >= status["created"]
     # a duplicate delivery of the same job message does nothing
     assert await jobs.job_run(client, job_id) is None
-    assert await jobs.jobs_due(client) == []
+    assert await records.jobs_due(client) == []
 
 
 async def test_a_delayed_job_is_not_due_before_its_time(client):
     job_id = create(["a"], run_at=time.time() + 60)
-    assert await jobs.jobs_due(client) == []
-    assert jobs.job_get(job_id)["status"] == "queued"
+    assert await records.jobs_due(client) == []
+    assert records.job_get(job_id)["status"] == "queued"
 
 
 async def test_a_job_whose_worker_died_is_retried_after_its_lease_and_publishes_once(client, settings, sync_redis):
     settings.GROUPCAST_JOB_LEASE_SECONDS = 2
     job_id = create(["a", "b", "c", "d"])
-    await jobs.jobs_due(client)
+    await records.jobs_due(client)
     # A worker takes the job, publishes to two groups, then dies without a word.
-    dead = jobs.Lease(client, job_id)
+    dead = records.Lease(client, job_id)
     assert await dead.start() is not None
     for group in ("a", "b"):
         await apublish_message(group=group, data={"hello": "all"}, once_key=f"job:{job_id}:{group}")
-    assert jobs.job_get(job_id)["status"] == "running"
-    assert await jobs.jobs_due(client) == []  # its lease still holds
-    due = await eventually(lambda: jobs.jobs_due(client), timeout=6, what="the lease to run out")
+    assert records.job_get(job_id)["status"] == "running"
+    assert await records.jobs_due(client) == []  # its lease still holds
+    due = await eventually(lambda: records.jobs_due(client), timeout=6, what="the lease to run out")
     assert due == [job_id]
     assert await jobs.job_run(client, job_id) == "done"
     assert [sync_redis.xlen(keys.stream(g)) for g in "abcd"] == [1, 1, 1, 1]
-    status = jobs.job_get(job_id)
+    status = records.job_get(job_id)
     assert status["status"] == "done" and status["attempts"] == 2
 
 
 async def test_a_stalled_worker_cannot_finish_a_job_taken_over_by_another(client, settings):
     settings.GROUPCAST_JOB_LEASE_SECONDS = 2
     job_id = create(["a"])
-    await jobs.jobs_due(client)
-    stalled = jobs.Lease(client, job_id)
+    await records.jobs_due(client)
+    stalled = records.Lease(client, job_id)
     await stalled.start()
-    await eventually(lambda: jobs.jobs_due(client), timeout=6, what="the lease to run out")
+    await eventually(lambda: records.jobs_due(client), timeout=6, what="the lease to run out")
     assert await jobs.job_run(client, job_id) == "done"
     assert not await stalled.renew(0)
     await stalled.done({"published": 99})
-    assert jobs.job_get(job_id)["result"]["published"] == 1
+    assert records.job_get(job_id)["result"]["published"] == 1
 
 
 async def test_a_job_gives_up_after_its_attempts(client, settings):
@@ -80,17 +82,17 @@ async def test_a_job_gives_up_after_its_attempts(client, settings):
     settings.GROUPCAST_JOB_LEASE_SECONDS = 2
     job_id = create(["a"])
     for _ in range(2):
-        await eventually(lambda: jobs.jobs_due(client), timeout=6, what="the job to be due")
-        await jobs.Lease(client, job_id).start()  # and dies
-    await eventually(lambda: jobs.jobs_due(client), timeout=6, what="the job to be due")
-    assert await jobs.Lease(client, job_id).start() is None
-    status = jobs.job_get(job_id)
+        await eventually(lambda: records.jobs_due(client), timeout=6, what="the job to be due")
+        await records.Lease(client, job_id).start()  # and dies
+    await eventually(lambda: records.jobs_due(client), timeout=6, what="the job to be due")
+    assert await records.Lease(client, job_id).start() is None
+    status = records.job_get(job_id)
     assert status["status"] == "failed" and "2 attempts" in status["error"]
 
 
 async def test_rate_paces_a_job(client):
     job_id = create(["a", "b", "c", "d", "e"], rate=50)
-    await jobs.jobs_due(client)
+    await records.jobs_due(client)
     started = time.monotonic()
     assert await jobs.job_run(client, job_id) == "done"
     assert time.monotonic() - started >= 4 / 50
@@ -98,14 +100,14 @@ async def test_rate_paces_a_job(client):
 
 async def test_a_worker_shutting_down_hands_its_job_back_at_once(client, sync_redis):
     job_id = create([f"g{n}" for n in range(20)], rate=20)
-    await jobs.jobs_due(client)
+    await records.jobs_due(client)
     runner = asyncio.ensure_future(jobs.job_run(client, job_id))
-    await eventually(lambda: jobs.running and next(iter(jobs.running.values()))["published"] >= 3,
+    await eventually(lambda: jobs.running and next(iter(jobs.running.values())).published >= 3,
                      what="the job to be under way")
     await jobs.jobs_release_running()
     assert await runner == "lost"
-    status = jobs.job_get(job_id)
+    status = records.job_get(job_id)
     assert status["status"] == "queued" and status["attempts"] == 0
-    assert await jobs.jobs_due(client) == [job_id]
+    assert await records.jobs_due(client) == [job_id]
     assert await jobs.job_run(client, job_id) == "done"
     assert all(sync_redis.xlen(keys.stream(f"g{n}")) == 1 for n in range(20))

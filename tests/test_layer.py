@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from service.layers import GroupcastChannelLayer
-from service.publishing import apublish_message
+from service.socket.layer import GroupcastChannelLayer
+from service.storage.publishing import apublish_message
 from tests.conftest import eventually
 
 
@@ -94,7 +94,7 @@ async def test_group_discard_from_another_process_removes_a_local_member(layer, 
     await layer.group_add("room", channel)
     await layer.group_add("room", keeper)
     await other.group_discard("room", channel)
-    fanout = layer.fanout()
+    fanout = layer.hub().fanout
     await eventually(lambda: channel not in fanout.groups["room"].channels, what="remote discard")
     await other.group_send("room", {"type": "x"})
     await receive(layer, keeper)
@@ -126,7 +126,7 @@ async def test_last_member_leaving_unsubscribes_the_process(layer, sync_redis, p
     assert sync_redis.pubsub_numsub(fanout_channel)[0][1] == 1
     await layer.group_discard("brief", channel)
     await eventually(lambda: sync_redis.pubsub_numsub(fanout_channel)[0][1] == 0, what="unsubscribe")
-    assert "brief" not in layer.fanout().groups
+    assert "brief" not in layer.hub().fanout.groups
 
 
 async def test_an_idle_receive_outlives_the_redis_read_timeout(layer, other):

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from service.mailbox import Mailbox
+from service.socket.mailbox import Mailbox
 
 
 async def test_messages_come_out_in_order_whether_or_not_a_reader_waits():

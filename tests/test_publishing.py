@@ -2,11 +2,11 @@
 
 import pytest
 
-from service import keys
+from service.storage import keys
 from service.groups import offset_after
-from service.history import history_last_offset, history_read
-from service.publishing import apublish_message, publish_message
-from service.store import make_async
+from service.storage.history import history_last_offset, history_read
+from service.storage.publishing import apublish_message, publish_message
+from service.storage.clients import make_async
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import time
 import jwt
 import pytest
 
-from service.api_keys import api_key_valid
+from service.api.api_keys import api_key_valid
 from service.tokens import TokenError, token_issue, token_verify
 
 

@@ -1,1 +1,2 @@
-"""The HTTP API: publish, tokens, jobs and group info, all JSON."""
+"""The http role (gunicorn + Django): the publish, token, job and group API, the demo
+page, and the probes."""

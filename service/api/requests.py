@@ -7,9 +7,8 @@ from datetime import datetime
 from django.conf import settings
 
 from service.api.errors import ApiError, bad_request
-from service.groups import is_group_name
+from service.groups import GROUP_RULE, is_group_name
 
-GROUP_RULE = "1-100 characters of A-Z a-z 0-9 _ . -"
 MAX_JOB_GROUPS = 10000
 
 

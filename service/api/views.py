@@ -11,12 +11,12 @@ from redis import RedisError
 from service import metrics
 from service.api import requests
 from service.api.errors import ApiError
-from service.api_keys import api_key_valid
-from service.groups import is_group_name
-from service.history import history_last_offset
-from service.jobs import job_create, job_get
-from service.presence import group_subscribers
-from service.publishing import NotReplicated, publish_message
+from service.api.api_keys import api_key_valid
+from service.groups import GROUP_RULE, is_group_name
+from service.storage.history import history_last_offset
+from service.storage.jobs import job_create, job_get
+from service.storage.presence import group_subscribers
+from service.storage.publishing import NotReplicated, publish_message
 from service.tokens import token_issue
 
 RETRY_AFTER_SECONDS = "2"
@@ -126,7 +126,7 @@ def job(request, job_id):
 @endpoint("group", "GET")
 def group(request, name):
     if not is_group_name(name):
-        raise requests.bad_request(f"group must be {requests.GROUP_RULE}", "bad_group")
+        raise requests.bad_request(f"group must be {GROUP_RULE}", "bad_group")
     return 200, {
         "group": name,
         "subscribers": group_subscribers(group=name),

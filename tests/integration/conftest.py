@@ -1,6 +1,6 @@
 import pytest
 
-from service.devstack import Stack, free_port
+from devstack import Stack, free_port
 
 # Short lifecycles, so the tests can watch leases, presence and drains happen.
 STACK_ENV = {

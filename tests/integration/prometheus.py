@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from service.devstack import ROOT, free_port, http_status, wait_until
+from devstack import ROOT, free_port, http_status, wait_until
 
 ALERTS = ROOT / "charts/groupcast/files/alerts.yaml"
 DASHBOARD = ROOT / "charts/groupcast/files/dashboard.json"

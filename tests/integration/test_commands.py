@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from service.devstack import ROOT
+from devstack import ROOT
 from tests.integration.clients import Subscriber, api
 
 pytestmark = pytest.mark.slow

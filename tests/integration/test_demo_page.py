@@ -5,7 +5,7 @@ import signal
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from service.devstack import Stack
+from devstack import Stack
 from tests.integration.clients import publish
 from tests.integration.conftest import running
 

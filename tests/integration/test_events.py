@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from service.devstack import Stack, free_port
+from devstack import Stack, free_port
 from tests.integration.clients import Subscriber, token
 
 pytestmark = pytest.mark.slow

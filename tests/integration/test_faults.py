@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 import websockets
 
-from service.devstack import Stack, free_port, http_status
+from devstack import Stack, free_port, http_status
 from tests.integration.clients import ResumingClient, Subscriber, api, metric, token
 from tests.integration.conftest import STACK_ENV, running
 

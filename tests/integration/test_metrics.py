@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from service.devstack import Stack, free_port
+from devstack import Stack, free_port
 from tests.integration.clients import Subscriber, api, metric, publish, token
 from tests.integration.conftest import STACK_ENV, running
 from tests.integration.prometheus import ALERTS, Prometheus, alert_rules, dashboard_queries, measure
@@ -150,3 +150,18 @@ async def test_redis_down_fires_its_alert(stack, prometheus):
         stack.redis.start()
         stack.wait_ready()
     await eventually(lambda: firing() == [], timeout=30, what="the alert to resolve")
+
+
+async def test_every_connection_under_daphne_takes_the_fast_path(stack):
+    # The fast path writes frames straight to Daphne's transport (service/upstream/);
+    # a silent fallback to ASGI send would still work, only slower: this catches it.
+    direct = socket_metrics(stack, "groupcast_connection_sinks_total", 'sink="direct"')
+    slow = socket_metrics(stack, "groupcast_connection_sinks_total", 'sink="asgi"')
+    tok = token(stack, ["fast"])
+    subscribers = [await Subscriber(stack.ws_url(i % 2), tok).connect() for i in range(4)]
+    for subscriber in subscribers:
+        await subscriber.subscribe("fast")
+    assert socket_metrics(stack, "groupcast_connection_sinks_total", 'sink="direct"') == direct + 4
+    assert socket_metrics(stack, "groupcast_connection_sinks_total", 'sink="asgi"') == slow
+    for subscriber in subscribers:
+        await subscriber.close()

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.devstack import Stack
+from devstack import Stack
 from tests.integration.conftest import running
 
 SCHEMA = schemathesis.openapi.from_path(

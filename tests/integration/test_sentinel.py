@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.devstack import Redis, Stack, free_port, wait_until
+from devstack import Redis, Stack, free_port, wait_until
 from tests.integration.clients import ResumingClient, token
 from tests.integration.conftest import STACK_ENV
 from tests.integration.test_faults import Publisher, exactly_once_in_order

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from redis import RedisError
 
-from service.store import redis_sync
+from service.storage.clients import redis_sync
 
 TIMEOUT = 10
 

@@ -5,8 +5,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from redis import RedisError
 
-from service.groups import is_group_name
-from service.publishing import publish_message
+from service.groups import GROUP_RULE, is_group_name
+from service.storage.publishing import publish_message
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, group, data, **options):
         if not is_group_name(group):
-            raise CommandError("group must be 1-100 characters of A-Z a-z 0-9 _ . -")
+            raise CommandError(f"group must be {GROUP_RULE}")
         try:
             value = json.loads(data)
         except ValueError as error:

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from service.groups import is_group_name
+from service.groups import GROUP_RULE, is_group_name
 from service.tokens import token_issue
 
 
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args, sub, groups, ttl, **options):
         bad = [group for group in groups if not is_group_name(group)]
         if bad:
-            raise CommandError(f"not group names: {', '.join(bad)}")
+            raise CommandError(f"not group names: {', '.join(bad)} (each must be {GROUP_RULE})")
         if ttl < 1:
             raise CommandError("--ttl must be at least 1")
         self.stdout.write(token_issue(sub=sub, groups=groups, ttl=ttl))

@@ -4,8 +4,8 @@ from channels.management.commands import runworker
 from django.conf import settings
 
 from service import metrics
-from service.health import worker_probe_serve
-from service.workers import GroupcastWorker
+from service.worker.probes import worker_probe_serve
+from service.worker.server import GroupcastWorker
 
 
 class Command(runworker.Command):

@@ -1,0 +1,241 @@
+"""The whole topology on one machine: Redis, gunicorn (http), Daphne (socket) and runworker.
+
+The local runner, not part of the product: `make run` runs `python -m devstack`; the
+tests, the benchmark and the soak start a Stack on free ports. Redis is REDIS_URL when
+given, else a private redis-server for the run.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 30.0
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate, timeout, what):
+    """Poll `predicate` until it holds; raise TimeoutError naming `what` if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def dev_secrets(path):
+    """Secrets for local runs, generated once and kept in `path` (git-ignored)."""
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("=")
+            values[name] = value
+    wanted = {
+        "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(48),
+        "GROUPCAST_API_KEYS": lambda: "dev-" + secrets.token_urlsafe(24),
+        "GROUPCAST_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+    }
+    if not all(name in values for name in wanted):
+        values = {name: make() for name, make in wanted.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.chmod(0o600)
+    return values
+
+
+class Redis:
+    """A private redis-server on a free port, with append-only persistence in `directory`."""
+
+    def __init__(self, directory, port=None, fsync="always"):
+        self.directory = Path(directory)
+        self.port = port or free_port()
+        self.fsync = fsync
+        self.process = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (make installs it) and REDIS_URL is not set")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", self.fsync,
+             "--dir", str(self.directory), "--protected-mode", "no"],
+            stdout=open(self.directory / "redis.log", "ab"), stderr=subprocess.STDOUT,
+        )
+        wait_until(self._answers, 10, f"redis-server on port {self.port}")
+
+    def _answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(10)
+
+    stop = kill
+
+
+class Stack:
+    """Redis, one gunicorn, N Daphne socket processes and M runworkers on loopback."""
+
+    def __init__(self, *, http_port=None, socket_ports=None, worker_ports=None,
+                 redis_url=None, env=None, workdir=None, quiet=True):
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="groupcast-"))
+        self.http_port = http_port or free_port()
+        self.socket_ports = list(socket_ports or [free_port()])
+        self.worker_ports = list(worker_ports or [free_port()])
+        self.redis = None if redis_url else Redis(self.workdir / "redis")
+        self._redis_url = redis_url
+        self.quiet = quiet
+        self.processes = {}
+        self.env = self._environment(env or {})
+
+    @property
+    def redis_url(self):
+        return self._redis_url or self.redis.url
+
+    @property
+    def http_url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def ws_url(self, index=0):
+        return f"ws://127.0.0.1:{self.socket_ports[index]}/ws"
+
+    @property
+    def api_key(self):
+        return self.env["GROUPCAST_API_KEYS"].split(",")[0]
+
+    def _environment(self, overrides):
+        env = dict(os.environ)
+        env.update(dev_secrets(self.workdir / "secrets.env"))
+        env.update({
+            "DJANGO_SETTINGS_MODULE": "service.settings",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "GROUPCAST_ALLOWED_ORIGINS": f"http://127.0.0.1:{self.http_port},http://localhost:{self.http_port}",
+            "GROUPCAST_WS_URL": self.ws_url(0),
+            "GROUPCAST_METRICS_HOST": "127.0.0.1",
+        })
+        for name in ("DJANGO_SECRET_KEY", "GROUPCAST_API_KEYS", "GROUPCAST_JWT_SECRET"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        env.update(overrides)
+        return env
+
+    def start(self):
+        if self.redis is not None:
+            self.redis.start()
+        self.env["REDIS_URL"] = self.redis_url
+        self.start_http()
+        for index in range(len(self.socket_ports)):
+            self.start_socket(index)
+        for index in range(len(self.worker_ports)):
+            self.start_worker(index)
+        self.wait_ready()
+        return self
+
+    def _spawn(self, name, args, extra_env=None):
+        env = dict(self.env, **(extra_env or {}))
+        if self.quiet:
+            output = open(self.workdir / f"{name}.log", "ab")
+        else:
+            output = None
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, *args], env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_http(self):
+        metrics_dir = self.workdir / "prometheus-http"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        self._spawn("http", ["-m", "gunicorn", "-c", str(ROOT / "service/api/gunicorn.conf.py"),
+                             "service.wsgi"],
+                    {"GUNICORN_BIND": f"127.0.0.1:{self.http_port}",
+                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+
+    def start_socket(self, index):
+        self._spawn(f"socket{index}", ["-m", "service.socket.server", "--bind", "127.0.0.1",
+                                       "--port", str(self.socket_ports[index]),
+                                       "-v", "0", "service.asgi:application"])
+
+    def start_worker(self, index):
+        self._spawn(f"worker{index}", ["-m", "django", "runworker", "groupcast.jobs",
+                                       "groupcast.events"],
+                    {"GROUPCAST_METRICS_PORT": str(self.worker_ports[index])})
+
+    def urls_ready(self):
+        urls = [f"{self.http_url}/readyz"]
+        urls += [f"http://127.0.0.1:{port}/readyz" for port in self.socket_ports]
+        urls += [f"http://127.0.0.1:{port}/readyz" for port in self.worker_ports]
+        return urls
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        for url in self.urls_ready():
+            self._wait_url(url, timeout)
+
+    def _wait_url(self, url, timeout):
+        def ready():
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+            return http_status(url) == 200
+        wait_until(ready, timeout, url)
+
+    def signal(self, name, sig):
+        self.processes[name].send_signal(sig)
+
+    def wait_exit(self, name, timeout):
+        return self.processes[name].wait(timeout)
+
+    def log(self, name):
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self):
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.redis is not None:
+            self.redis.stop()

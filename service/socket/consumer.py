@@ -1,0 +1,154 @@
+"""The WebSocket consumer: one client speaking the groupcast protocol.
+
+connect: check the origin and the token, then accept. Each text frame is a subscribe,
+unsubscribe or ping; anything else is answered with an error frame and the connection
+stays open. Membership goes through the process's hub, whose fan-out writes published
+messages straight to this client's socket.
+"""
+
+import logging
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from redis import RedisError
+
+from service import metrics
+from service.socket import events
+from service.socket.frames import PONG, FrameError, parse_client_frame
+from service.socket.sinks import sink_for
+from service.socket.subscribers import BAD_TOKEN, FORBIDDEN, TOO_LARGE, TOO_SLOW, Subscriber
+from service.tokens import TokenError, token_verify
+from service.upstream.channels import LeanDispatch
+
+log = logging.getLogger(__name__)
+
+
+class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
+    subscriber = None
+    hub = None
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the consumer ends (even by an exception), it leaves its groups.
+            if self.subscriber is not None and self.hub.attached(self.subscriber):
+                await self.hub.detach(self.subscriber)
+
+    async def connect(self):
+        """Called on the WebSocket handshake."""
+        if not origin_allowed(self.scope):
+            metrics.DISCONNECTS.labels("403").inc()
+            await self.close()  # before accept: the handshake is refused with HTTP 403
+            return
+        self.hub = self.channel_layer.hub()
+        try:
+            claims = token_verify(query_token(self.scope))
+        except TokenError as error:
+            claims, refusal = None, (BAD_TOKEN, "bad_token", str(error))
+        else:
+            refusal = self.hub.refusal()
+        await self.accept()
+        self.subscriber = Subscriber(
+            channel_name=self.channel_name,
+            sink=sink_for(self.base_send),
+            sub=claims.sub if claims else "",
+            allowed_groups=claims.groups if claims else frozenset(),
+        )
+        if refusal:
+            code, error_code, message = refusal
+            self.subscriber.send_error(error_code, message)
+            self.subscriber.close(code, message)
+            return
+        self.hub.attach(self.subscriber)
+        events.emit("connect", sub=self.subscriber.sub)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """Called with each frame from the client."""
+        subscriber = self.subscriber
+        if subscriber is None or subscriber.closing:
+            return
+        if not subscriber.allow_frame():
+            subscriber.send_error("rate_limited", "too many frames")
+            subscriber.close(TOO_SLOW, "rate limited")
+            return
+        if text_data is None:
+            subscriber.send_error("bad_frame", "binary frames are not supported")
+            return
+        if len(text_data) > settings.GROUPCAST_MAX_FRAME_BYTES:
+            subscriber.close(TOO_LARGE, "frame too large")
+            return
+        try:
+            frame = parse_client_frame(text_data)
+        except FrameError as error:
+            subscriber.send_error(error.code, error.message, error.group)
+            return
+        if frame.type == "ping":
+            subscriber.send(PONG)
+        elif frame.type == "subscribe":
+            await self.subscribe(frame.group, frame.since)
+        else:
+            await self.unsubscribe(frame.group)
+
+    async def subscribe(self, group, since):
+        subscriber = self.subscriber
+        if group not in subscriber.allowed_groups:
+            subscriber.send_error("forbidden", "the token does not allow this group", group)
+            subscriber.close(FORBIDDEN, "group not in token")
+            return
+        if group in subscriber.groups:
+            subscriber.send_error("already_subscribed", "already subscribed", group)
+            return
+        if len(subscriber.groups) >= settings.GROUPCAST_MAX_SUBSCRIPTIONS:
+            subscriber.send_error(
+                "too_many_subscriptions",
+                f"at most {settings.GROUPCAST_MAX_SUBSCRIPTIONS} subscriptions per connection",
+                group,
+            )
+            return
+        try:
+            await self.hub.join(group, subscriber, since=since)
+        except (RedisError, ConnectionError, TimeoutError) as error:
+            log.warning("subscribe to %s failed: %s", group, error, exc_info=True)
+            subscriber.send_error("unavailable", "subscription failed, try again", group)
+            return
+        events.emit("subscribe", sub=subscriber.sub, group=group)
+
+    async def unsubscribe(self, group):
+        if group in self.subscriber.groups:
+            await self.hub.leave(group, self.subscriber)
+            events.emit("unsubscribe", sub=self.subscriber.sub, group=group)
+
+    async def disconnect(self, code):
+        """Called when the socket closes, whoever closed it."""
+        subscriber = self.subscriber
+        if subscriber is None:
+            return
+        if subscriber.close_code is None:  # not our close (those count themselves)
+            metrics.DISCONNECTS.labels(str(subscriber.sink.closed_with or code)).inc()
+        if self.hub.attached(subscriber):
+            await self.hub.detach(subscriber)
+            events.emit("disconnect", sub=subscriber.sub)
+        stop = getattr(subscriber.sink, "stop", None)
+        if stop:
+            stop()
+
+    def unknown_event(self, message):
+        """Called with a Channels event this consumer has no handler for: counted, not fatal."""
+        metrics.DROPPED.labels("unknown_event").inc()
+
+
+def query_token(scope):
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return values[0] if values else ""
+
+
+def origin_allowed(scope):
+    """Browsers send Origin and must be listed; clients without one (servers, apps)
+    authenticate by token alone."""
+    origin = dict(scope.get("headers", [])).get(b"origin")
+    if origin is None:
+        return True
+    allowed = settings.GROUPCAST_ALLOWED_ORIGINS
+    return "*" in allowed or origin.decode("latin-1") in allowed

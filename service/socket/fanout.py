@@ -1,0 +1,387 @@
+"""Group fan-out inside one process.
+
+A process holds one Redis subscription per group that has local members, whatever the
+number of members. Each announcement is parsed and framed once, then written to every
+local member. Subscribers join by offset: their history is read while live messages are
+held back, then both are handed over with no gap and no duplicate. When the Redis link
+drops, the process resubscribes by itself and replays what it missed from each group's
+stream, so members see no gap then either.
+"""
+
+import asyncio
+import collections
+import logging
+import time
+
+from service import metrics
+from service.groups import offset_after, offset_millis
+from service.socket import frames
+from service.socket.frames import Frame
+from service.storage import keys, wire
+from service.storage.history import history_read
+
+log = logging.getLogger(__name__)
+
+HEALTH_INTERVAL = 5.0
+SUBSCRIBE_TIMEOUT = 5.0
+# How long a join waits for the Redis link (at start-up, or while it reconnects).
+LINK_WAIT = 3.0
+
+
+class LocalGroup:
+    """One group's members in this process and where its stream stands."""
+
+    __slots__ = ("name", "subscribers", "channels", "joining", "catching_up", "last_offset", "ready", "held")
+
+    def __init__(self, name):
+        self.name = name
+        # WebSocket subscribers (dict as an ordered set)
+        self.subscribers = {}
+        # plain Channels channels added with group_add
+        self.channels = set()
+        # subscribers reading their history: the live frames held back for each
+        self.joining = {}
+        # subscribers that joined at an offset this process has not delivered yet (their
+        # history read saw a message whose announcement is still on its way): each waits
+        # for the first announcement after its own offset
+        self.catching_up = {}
+        self.last_offset = None
+        self.ready = asyncio.get_running_loop().create_future()
+        self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+        # live announcements held while the group replays a gap after a lost link
+        self.held = None
+
+    @property
+    def size(self):
+        return len(self.subscribers) + len(self.channels) + len(self.joining) + len(self.catching_up)
+
+
+class Fanout:
+    """The process's Redis link for group traffic, and every group with local members."""
+
+    def __init__(self, *, client, link, presence, deliver_event, deserialize):
+        self.client = client
+        self.link = link
+        self.presence = presence
+        self.deliver_event = deliver_event
+        self.deserialize = deserialize
+        self.groups = {}
+        self.linked = asyncio.Event()
+        self._pubsub = None
+        self._confirmations = {}
+        self._task = None
+        self._task_reader = None
+        self._heard = 0.0
+        self._prefix = keys.fanout_prefix().encode()
+        self._control = f"{keys.fanout_prefix()}~{presence.process_id}".encode()
+
+    def start(self):
+        self._task = asyncio.ensure_future(self._run())
+
+    async def close(self):
+        if self._task is not None:
+            self._task.cancel()
+            await _stopped(self._task)
+        await self._drop_pubsub()
+
+    # Membership
+
+    async def join(self, group, subscriber, since=None):
+        """Add a WebSocket subscriber: `subscribed`, then history after `since`, then live.
+
+        Live messages arriving meanwhile are held back for it and handed over by offset,
+        so it sees no gap and no duplicate.
+        """
+        state = await self._local_group(group)
+        held = state.joining[subscriber] = collections.deque()
+        self._presence_changed(state)
+        try:
+            history, _ = await asyncio.gather(
+                history_read(self.client, group=group, since=since), self.presence.flush()
+            )
+        except BaseException:
+            state.joining.pop(subscriber, None)
+            await self._release(state)
+            raise
+        if state.joining.get(subscriber) is not held:
+            return  # it left while its history was read
+        subscriber.send(frames.subscribed_frame(group, history.last_offset))
+        if history.trimmed:
+            subscriber.send_error(
+                "history_trimmed",
+                f"messages after {since} are no longer retained; replaying what is",
+                group,
+            )
+        written = await subscriber.replay(history.messages, group)
+        while held and state.joining.get(subscriber) is held:
+            frame = held.popleft()
+            if offset_after(frame.offset, history.last_offset):
+                written += await subscriber.write_paced(frame)
+        metrics.DELIVERIES.inc(written)
+        if state.joining.get(subscriber) is not held:
+            return  # it left during the replay
+        del state.joining[subscriber]
+        if offset_after(history.last_offset, state.last_offset):
+            state.catching_up[subscriber] = history.last_offset
+        else:
+            state.subscribers[subscriber] = None
+        subscriber.groups.add(group)
+
+    async def leave(self, group, subscriber):
+        subscriber.groups.discard(group)
+        state = self.groups.get(group)
+        if state is None:
+            return
+        state.subscribers.pop(subscriber, None)
+        state.joining.pop(subscriber, None)
+        state.catching_up.pop(subscriber, None)
+        self._presence_changed(state)
+        await self._release(state)
+        await self.presence.flush()
+
+    async def add_channel(self, group, channel):
+        """Add a plain Channels channel: it receives events from now on."""
+        state = await self._local_group(group)
+        state.channels.add(channel)
+        self._presence_changed(state)
+        await self.presence.flush()
+
+    async def discard_channel(self, group, channel):
+        state = self.groups.get(group)
+        if state is not None and channel in state.channels:
+            state.channels.discard(channel)
+            self._presence_changed(state)
+            await self._release(state)
+            await self.presence.flush()
+
+    def _presence_changed(self, state):
+        self.presence.changed(state.name, state.size)
+
+    async def _local_group(self, group):
+        """The group's local state, subscribed in Redis and with its offset known."""
+        while True:
+            state = self.groups.get(group)
+            if state is None:
+                return await self._open_group(group)
+            await state.ready
+            if self.groups.get(group) is state:
+                return state
+
+    async def _open_group(self, group):
+        state = self.groups[group] = LocalGroup(group)
+        try:
+            await self._subscribe(keys.fanout_channel(group).encode())
+            history = await history_read(self.client, group=group)
+            if offset_after(history.last_offset, state.last_offset):
+                state.last_offset = history.last_offset
+        except BaseException as error:
+            if self.groups.get(group) is state:
+                del self.groups[group]
+            state.ready.set_exception(error)
+            raise
+        state.ready.set_result(None)
+        return state
+
+    async def _release(self, state):
+        if state.size or self.groups.get(state.name) is not state or not state.ready.done():
+            return
+        del self.groups[state.name]
+        if self.linked.is_set():
+            try:
+                await self._pubsub.unsubscribe(keys.fanout_channel(state.name))
+            except Exception as error:  # the next link only resubscribes live groups
+                log.info("unsubscribe from %s failed: %s", state.name, error)
+
+    async def _subscribe(self, channel):
+        try:
+            await asyncio.wait_for(self.linked.wait(), LINK_WAIT)
+        except TimeoutError:
+            raise ConnectionError("Redis is unreachable") from None
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirmations[channel] = confirmed
+        await self._pubsub.subscribe(channel)
+        await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
+
+    # Delivery
+
+    def _on_message(self, channel, data):
+        group = channel[len(self._prefix):].decode()
+        state = self.groups.get(group)
+        if state is None or not data:
+            return
+        kind = data[0]
+        if kind == wire.ANNOUNCEMENT:
+            offset, data_json = wire.announcement_parts(data)
+            if state.held is not None:
+                state.held.append((offset, data_json))
+            else:
+                self._deliver(state, offset, data_json)
+        elif kind == wire.EVENT:
+            message = self.deserialize(wire.body(data))
+            for subscriber in state.subscribers:
+                self.deliver_event(subscriber.channel_name, message)
+            for channel_name in state.channels:
+                self.deliver_event(channel_name, message)
+        elif kind == wire.DISCARD:
+            name = wire.body(data).decode()
+            if name in state.channels:
+                state.channels.discard(name)
+                self._presence_changed(state)
+                asyncio.ensure_future(self._release(state))
+
+    def _deliver(self, state, offset, data_json):
+        if not offset_after(offset, state.last_offset):
+            return  # already delivered (a replay overlapping live traffic)
+        started = time.perf_counter()
+        state.last_offset = offset
+        if state.catching_up:
+            self._caught_up(state, offset)
+        frame = Frame(state.name, offset, data_json)
+        written = 0
+        for subscriber in state.subscribers:
+            written += subscriber.write(frame)
+        for held in state.joining.values():
+            held.append(frame)
+        if state.channels:
+            event = frame.event
+            for channel_name in state.channels:
+                self.deliver_event(channel_name, event)
+            written += len(state.channels)
+        metrics.DELIVERIES.inc(written)
+        metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
+        metrics.DELIVERY_LAG.observe(max(0.0, time.time() - offset_millis(offset) / 1000))
+
+    @staticmethod
+    def _caught_up(state, offset):
+        """Move the subscribers that joined before `offset` to live delivery."""
+        for subscriber, joined_at in list(state.catching_up.items()):
+            if offset_after(offset, joined_at):
+                del state.catching_up[subscriber]
+                state.subscribers[subscriber] = None
+
+    # The Redis link
+
+    async def _run(self):
+        delay = 0.1
+        while True:
+            try:
+                await self._link()
+                delay = 0.1
+                watchdog = asyncio.ensure_future(self._watch())
+                try:
+                    done, _ = await asyncio.wait(
+                        [self._task_reader, watchdog], return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    watchdog.cancel()
+                for task in done:
+                    task.result()  # raises why the link ended
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.linked.clear()
+                metrics.redis_failed("socket")
+                log.warning("Redis link lost (%s); reconnecting in %.1fs", error, delay)
+            finally:
+                await self._drop_pubsub()
+            await asyncio.sleep(delay)  # back off before reconnecting
+            delay = min(delay * 2, 5.0)
+
+    async def _watch(self):
+        """Ping when the link is quiet; a link silent for two periods is dead."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            silent = loop.time() - self._heard
+            if silent > 2 * HEALTH_INTERVAL:
+                raise ConnectionError(f"Redis silent for {silent:.0f}s")
+            if silent > HEALTH_INTERVAL:
+                await self._pubsub.ping()
+
+    async def _link(self):
+        """Subscribe to every local group on a fresh connection, then replay any gap."""
+        for state in self.groups.values():
+            state.held = []
+        self._pubsub = self.link.pubsub()
+        self._heard = asyncio.get_running_loop().time()
+        channels = [self._control] + [keys.fanout_channel(g).encode() for g in self.groups]
+        loop = asyncio.get_running_loop()
+        waits = []
+        for channel in channels:
+            self._confirmations[channel] = loop.create_future()
+            waits.append(self._confirmations[channel])
+        await self._pubsub.subscribe(*channels)
+        self._task_reader = asyncio.ensure_future(self._read(self._pubsub))
+        confirmed = asyncio.ensure_future(asyncio.wait_for(asyncio.gather(*waits), SUBSCRIBE_TIMEOUT))
+        confirmed.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await asyncio.wait([confirmed, self._task_reader], return_when=asyncio.FIRST_COMPLETED)
+        if not confirmed.done():
+            confirmed.cancel()
+            await self._task_reader  # raises why the link failed
+        confirmed.result()
+        self.linked.set()
+        metrics.redis_ok("socket")
+        for state in list(self.groups.values()):
+            await self._replay_gap(state)
+
+    async def _replay_gap(self, state):
+        if state.held is None:
+            return
+        if state.last_offset is not None:
+            history = await history_read(self.client, group=state.name, since=state.last_offset)
+            if history.trimmed:
+                for subscriber in state.subscribers:
+                    subscriber.send_error(
+                        "history_trimmed",
+                        "messages were trimmed from history while Redis was unreachable",
+                        state.name,
+                    )
+            for offset, data_json in history.messages:
+                self._deliver(state, offset, data_json)
+            metrics.RECOVERED.inc(len(history.messages) * len(state.subscribers))
+        held, state.held = state.held, None
+        for offset, data_json in held:
+            self._deliver(state, offset, data_json)
+
+    async def _read(self, pubsub):
+        loop = asyncio.get_running_loop()
+        while True:
+            # No read timeout: liveness is the watchdog's job (_watch), which keeps
+            # cancellation of this task clean.
+            message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+            self._heard = loop.time()
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message":
+                self._on_message(message["channel"], message["data"])
+            elif kind == "subscribe":
+                confirmed = self._confirmations.pop(message["channel"], None)
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+
+    async def _drop_pubsub(self):
+        self.linked.clear()
+        task, self._task_reader = self._task_reader, None
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()  # also ends a read in progress
+            except Exception:
+                pass
+        if task is not None and not task.done():
+            task.cancel()
+            await _stopped(task)
+        for confirmed in self._confirmations.values():
+            if not confirmed.done():
+                confirmed.set_exception(ConnectionError("Redis link lost"))
+                confirmed.exception()
+        self._confirmations.clear()
+
+
+async def _stopped(task, timeout=2.0):
+    """Wait, bounded, for a cancelled task to finish (redis-py can delay a cancellation
+    that lands mid-read; the task then ends when its connection is closed)."""
+    done, _ = await asyncio.wait([task], timeout=timeout)
+    if not done:
+        log.warning("task %r did not stop within %.0fs", task.get_name(), timeout)

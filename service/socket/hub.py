@@ -1,0 +1,123 @@
+"""The hub: one socket process's live state, and the one place that owns it.
+
+It holds the WebSocket subscribers of the process, the fan-out that feeds them from
+Redis, the presence counts it mirrors there, the socket gauges, and whether the process
+is draining. Consumers, the drain and the probes talk to the hub; the channel layer
+creates it (it has one per event loop) and adapts Channels' API onto it.
+"""
+
+import asyncio
+import logging
+
+import redis.asyncio.retry
+from django.conf import settings
+from redis.backoff import NoBackoff
+
+from service import metrics
+from service.socket.fanout import Fanout
+from service.socket.subscribers import RESTARTING, TRY_AGAIN_LATER
+from service.storage.clients import make_async
+from service.storage.presence import Presence
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """This process's subscribers, fan-out, presence, gauges and drain state.
+
+    `channels` is the channel layer: plain Channels channels in groups get their events
+    through `channels.deliver_local`, and a detached subscriber's channel is forgotten
+    with `channels.forget`.
+    """
+
+    def __init__(self, *, redis_url, process_id, channels):
+        self.process_id = process_id
+        self.channels = channels
+        # channel name -> Subscriber, for every open groupcast WebSocket of the process
+        self.subscribers = {}
+        # set on SIGTERM: the process refuses newcomers and is closing its connections
+        self.draining = False
+        client = make_async(redis_url)
+        # No silent retries on the subscriber link: a lost link must be seen, so that the
+        # gap it leaves is replayed from history. Commands (history, presence) go through
+        # an ordinary client that reconnects by itself.
+        link = make_async(
+            redis_url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), health_check_interval=0
+        )
+        self.presence = Presence(client, process_id)
+        self.fanout = Fanout(
+            client=client,
+            link=link,
+            presence=self.presence,
+            deliver_event=channels.deliver_local,
+            deserialize=channels.deserialize,
+        )
+
+    def start(self):
+        self.fanout.start()
+        self.presence.start()
+        self._export_gauges()
+
+    async def close(self):
+        await self.fanout.close()
+        await self.presence.close()
+        await self.fanout.client.aclose()
+        await self.fanout.link.aclose()
+
+    @property
+    def linked(self):
+        """True while the process's Redis link is up (groups are live)."""
+        return self.fanout.linked.is_set()
+
+    # Connections
+
+    def refusal(self):
+        """Why a new connection cannot be admitted now, as (close code, error code,
+        message), or None."""
+        if self.draining:
+            return RESTARTING, "restarting", "server restarting, reconnect and resume with since"
+        if len(self.subscribers) >= settings.GROUPCAST_MAX_CONNECTIONS:
+            return TRY_AGAIN_LATER, "over_capacity", "server at its connection limit, try later"
+        return None
+
+    def attach(self, subscriber):
+        self.subscribers[subscriber.channel_name] = subscriber
+
+    def attached(self, subscriber):
+        return self.subscribers.get(subscriber.channel_name) is subscriber
+
+    async def detach(self, subscriber):
+        """Forget a closed WebSocket: leave its groups and drop its channel's buffer."""
+        self.subscribers.pop(subscriber.channel_name, None)
+        fanout = self.fanout
+        for group in list(subscriber.groups):
+            await fanout.leave(group, subscriber)
+        for state in list(fanout.groups.values()):
+            if subscriber in state.joining:
+                await fanout.leave(state.name, subscriber)
+        self.channels.forget(subscriber.channel_name)
+
+    # Groups
+
+    async def join(self, group, subscriber, *, since=None):
+        """Subscribe: `subscribed`, the history after `since`, then live messages."""
+        await self.fanout.join(group, subscriber, since=since)
+
+    async def leave(self, group, subscriber):
+        await self.fanout.leave(group, subscriber)
+
+    def _export_gauges(self):
+        metrics.declare_role("socket")
+        gauges = metrics.role_gauges("socket")
+        fanout = self.fanout
+        gauges.connection_limit.set(settings.GROUPCAST_MAX_CONNECTIONS)
+        gauges.connections.set_function(lambda: len(self.subscribers))
+        gauges.subscriptions.set_function(
+            lambda: sum(len(state.subscribers) + len(state.catching_up) for state in fanout.groups.values())
+        )
+        gauges.groups_local.set_function(lambda: len(fanout.groups))
+        loop = asyncio.get_running_loop()  # the scrape may run on another thread
+        gauges.event_loop_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
+        gauges.send_queue_depth.set_function(
+            lambda: max((s.sink.pending() for s in self.subscribers.values()), default=0)
+        )

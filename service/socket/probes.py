@@ -1,0 +1,39 @@
+"""/healthz, /readyz and /metrics of a socket process: a small ASGI app beside /ws, so
+probes and scrapes never touch the consumers."""
+
+import json
+
+from channels.layers import get_channel_layer
+
+from service import metrics
+
+NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}'
+
+
+async def probes_app(scope, receive, send):
+    path = scope["path"]
+    if path == "/healthz":
+        status, body, kind = 200, b'{"status":"ok"}', b"application/json"
+    elif path == "/readyz":
+        hub = get_channel_layer().hub()
+        if hub.draining:
+            status, body = 503, {"status": "unready", "reason": "draining"}
+        elif not hub.linked:
+            status, body = 503, {"status": "unready", "reason": "redis unreachable"}
+        else:
+            status, body = 200, {"status": "ready"}
+        body, kind = json.dumps(body).encode(), b"application/json"
+    elif path == "/metrics":
+        get_channel_layer().hub()  # so the socket gauges exist before any client
+        text, content_type = metrics.exposition()
+        status, body, kind = 200, text, content_type.encode()
+    else:
+        status, body, kind = 404, NOT_FOUND, b"application/json"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

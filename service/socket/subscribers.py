@@ -1,0 +1,108 @@
+"""A subscriber: one client WebSocket as a member of groups.
+
+It owns the connection's sink, the groups it joined, its frame rate budget, and the
+policy for a client that cannot keep up: once more than GROUPCAST_SEND_QUEUE_BYTES wait
+for it, it is closed with 4008 and every message it does not get is counted. Nothing is
+skipped silently; the client resumes by offset.
+"""
+
+import asyncio
+import time
+
+from django.conf import settings
+
+from service import metrics
+from service.socket import frames
+from service.socket.frames import Frame
+
+TOO_SLOW = 4008
+RESTARTING = 1012
+TRY_AGAIN_LATER = 1013
+TOO_LARGE = 1009
+BAD_TOKEN = 4001
+FORBIDDEN = 4003
+# How long a replay waits for a client to take what it was sent before calling it slow.
+REPLAY_STALL_SECONDS = 10.0
+
+
+class Subscriber:
+    __slots__ = (
+        "channel_name", "sink", "sub", "allowed_groups", "groups", "close_code",
+        "_limit", "_tokens", "_refilled",
+    )
+
+    def __init__(self, *, channel_name, sink, sub="", allowed_groups=frozenset()):
+        self.channel_name = channel_name
+        self.sink = sink
+        self.sub = sub
+        self.allowed_groups = allowed_groups
+        self.groups = set()
+        self.close_code = None
+        self._limit = settings.GROUPCAST_SEND_QUEUE_BYTES
+        self._tokens = 2 * settings.GROUPCAST_CLIENT_RATE
+        self._refilled = time.monotonic()
+
+    @property
+    def closing(self):
+        return self.close_code is not None
+
+    def write(self, frame):
+        """Write one message frame; return 1 if written, 0 if not (and count why)."""
+        if self.close_code is not None or not self.sink.open:
+            metrics.DROPPED.labels("closed").inc()
+            return 0
+        if self.sink.pending() > self._limit:
+            metrics.DROPPED.labels("slow_client").inc()
+            self.close(TOO_SLOW, "too slow: send queue full, resume with since")
+            return 0
+        self.sink.write(frame)
+        return 1
+
+    async def replay(self, messages, group):
+        """Write retained messages from history, oldest first, at the client's pace."""
+        written = 0
+        for offset, data_json in messages:
+            written += await self.write_paced(Frame(group, offset, data_json))
+        metrics.RECOVERED.inc(written)
+        return written
+
+    async def write_paced(self, frame):
+        """Write a frame once the client has taken most of what is queued for it.
+
+        Catching up (a replay, or the live messages held back meanwhile) can be far more
+        than the send queue holds; waiting here keeps that from counting as a slow
+        client, while a client that takes nothing for REPLAY_STALL_SECONDS still is one.
+        """
+        deadline = None
+        while self.sink.pending() > self._limit // 2 and self.close_code is None:
+            deadline = deadline or time.monotonic() + REPLAY_STALL_SECONDS
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.005)  # the transport drains in the event loop meanwhile
+        return self.write(frame)
+
+    def send(self, text):
+        if self.close_code is None:
+            self.sink.send_text(text)
+
+    def send_error(self, code, message, group=None):
+        metrics.CLIENT_ERRORS.labels(code).inc()
+        self.send(frames.error_frame(code, message, group))
+
+    def close(self, code, reason=""):
+        """Close from the server side; counted now, not when the client gets round to it."""
+        if self.close_code is None:
+            self.close_code = code
+            metrics.DISCONNECTS.labels(str(code)).inc()
+            self.sink.close(code, reason)
+
+    def allow_frame(self):
+        """Spend one client frame from a token bucket of GROUPCAST_CLIENT_RATE per second."""
+        rate = settings.GROUPCAST_CLIENT_RATE
+        now = time.monotonic()
+        self._tokens = min(2 * rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

@@ -1,0 +1,86 @@
+"""Reading a group's history: its last offset and the messages after a given offset."""
+
+from dataclasses import dataclass
+
+from redis.exceptions import ResponseError
+
+from service.groups import ORIGIN, offset_after
+from service.storage import keys
+from service.storage.clients import redis_sync
+
+# One round trip returns the stream's last offset, its oldest retained offset, whether
+# anything was ever trimmed away, and the first page after `since`, read atomically.
+# (Redis 7.0 does not move max-deleted-entry-id when XADD trims, so trimming is
+# detected as entries-added > length.)
+HISTORY_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', '', 0, {}} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local last, first, added, length = '0-0', '', 0, 0
+for i = 1, #info, 2 do
+  local name, value = info[i], info[i + 1]
+  if name == 'last-generated-id' then last = value
+  elseif name == 'first-entry' and value then first = value[1]
+  elseif name == 'entries-added' then added = value
+  elseif name == 'length' then length = value end
+end
+local entries = {}
+if ARGV[1] ~= '' then
+  entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+end
+return {last, first, added > length and 1 or 0, entries}
+"""
+PAGE = 500
+
+
+@dataclass
+class History:
+    """What a subscriber needs to join a group: where the group stands and what it missed."""
+
+    last_offset: str
+    # (offset, data JSON bytes) after `since`, oldest first
+    messages: list
+    # True when messages after `since` were trimmed away before they could be replayed
+    trimmed: bool
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(raw):
+    messages = []
+    for entry_id, fields in raw:
+        # a flat list from the script, a dict from redis-py's own XRANGE
+        values = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2]))
+        messages.append((_text(entry_id), values.get(b"d", b"null")))
+    return messages
+
+
+async def history_read(client, *, group, since=None):
+    """The group's last offset and, with `since`, every retained message after it."""
+    script = client.register_script(HISTORY_SCRIPT)
+    last, first, ever_trimmed, raw = await script(
+        keys=[keys.stream(group)], args=[since or "", PAGE]
+    )
+    last, first = _text(last), _text(first)
+    if not last:
+        # No stream: never published, or expired. Anything after `since` is gone.
+        return History(ORIGIN, [], trimmed=since is not None and offset_after(since, ORIGIN))
+    messages = _entries(raw)
+    while len(raw) == PAGE and offset_after(last, messages[-1][0]):
+        raw = await client.xrange(keys.stream(group), f"({messages[-1][0]}", last, count=PAGE)
+        messages.extend(_entries(raw))
+    # Entries were removed and the oldest one left is past `since`: some of what came
+    # after `since` may be gone. (Exactly at the trim point this errs on the side of a
+    # warning.)
+    trimmed = bool(ever_trimmed) and since is not None and bool(first) and offset_after(first, since)
+    return History(last, messages, trimmed)
+
+
+def history_last_offset(*, group):
+    """The offset of the group's newest message ("0-0" if it has none)."""
+    try:
+        info = redis_sync().xinfo_stream(keys.stream(group))
+    except ResponseError:  # no such stream
+        return ORIGIN
+    return _text(info["last-generated-id"])

@@ -1,0 +1,56 @@
+"""Redis key and pub/sub channel names, all under GROUPCAST_REDIS_PREFIX."""
+
+from django.conf import settings
+
+
+def prefix():
+    """GROUPCAST_REDIS_PREFIX: every key and channel of one deployment starts with it."""
+    return settings.GROUPCAST_REDIS_PREFIX
+
+
+def stream(group):
+    """The group's history: a Redis Stream whose entry ids are the offsets."""
+    return f"{prefix()}:stream:{group}"
+
+
+def fanout_channel(group):
+    """The pub/sub channel announcing the group's messages to socket processes."""
+    return f"{prefix()}:fanout:{group}"
+
+
+def fanout_prefix():
+    return f"{prefix()}:fanout:"
+
+
+def once(key):
+    """Remembers the offset of a publish made under an idempotency key."""
+    return f"{prefix()}:once:{key}"
+
+
+def presence_processes():
+    """Sorted set of socket processes, scored by when their presence expires."""
+    return f"{prefix()}:presence"
+
+
+def presence_counts(process):
+    """Hash of group -> local subscriber count for one socket process."""
+    return f"{prefix()}:presence:{process}"
+
+
+def presence_counts_prefix():
+    return f"{prefix()}:presence:"
+
+
+def job(job_id):
+    """Hash: one job's record."""
+    return f"{prefix()}:job:{job_id}"
+
+
+def jobs_due():
+    """Sorted set of job ids scored by when a worker must look at them again."""
+    return f"{prefix()}:jobs:due"
+
+
+def jobs_queued():
+    """Sorted set of job ids waiting for a worker slot (the queue depth)."""
+    return f"{prefix()}:jobs:due:queued"

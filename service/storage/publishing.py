@@ -1,0 +1,122 @@
+"""Publishing a message to a group: store it in the group's stream, then announce it.
+
+Both happen in one Lua script, so a stored message is never unannounced and an
+announced one is always stored; the stream id Redis assigns is the message's offset.
+The announcement carries the offset and the data JSON, which is all a socket process
+needs to build the client frame once.
+"""
+
+import json
+import time
+
+import redis
+from django.conf import settings
+
+from service import metrics
+from service.storage import keys, wire
+from service.storage.clients import redis_async, redis_sync
+
+PUBLISH_SCRIPT = """
+if KEYS[2] then
+  local seen = redis.call('GET', KEYS[2])
+  if seen then return {seen, 0} end
+end
+local offset = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[1], %s)
+if KEYS[2] then redis.call('SET', KEYS[2], offset, 'EX', ARGV[5]) end
+return {offset, 1}
+""" % wire.announcement_lua("offset", "ARGV[2]")
+# How long an idempotency key remembers its publish.
+ONCE_TTL = 86400
+
+
+class NotReplicated(redis.ConnectionError):
+    """Stored on the master but not yet on GROUPCAST_REDIS_MIN_REPLICAS replicas: not
+    acknowledged, since a failover now could lose it (a retry with the same idempotency
+    key returns the same offset)."""
+
+
+def encode_data(data):
+    """The canonical JSON stored and sent for a message's data."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _script_args(group, data_json, once_key):
+    script_keys = [keys.stream(group)]
+    if once_key is not None:
+        script_keys.append(keys.once(once_key))
+    args = [
+        keys.fanout_channel(group),
+        data_json,
+        settings.GROUPCAST_HISTORY_SIZE,
+        settings.GROUPCAST_HISTORY_TTL,
+        ONCE_TTL,
+    ]
+    return script_keys, args
+
+
+def _replicas():
+    """(replicas, timeout ms) to WAIT for, or None."""
+    if settings.GROUPCAST_REDIS_MIN_REPLICAS:
+        return settings.GROUPCAST_REDIS_MIN_REPLICAS, settings.GROUPCAST_REDIS_REPLICA_TIMEOUT_MS
+    return None
+
+
+def _check_replicated(acknowledged_by):
+    wanted = settings.GROUPCAST_REDIS_MIN_REPLICAS
+    if acknowledged_by < wanted:
+        raise NotReplicated(f"message reached {acknowledged_by} of {wanted} replicas in time")
+
+
+def _result(group, reply, started):
+    offset, fresh = reply
+    offset = offset.decode() if isinstance(offset, bytes) else offset
+    if fresh:
+        metrics.PUBLISHES.inc()
+        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    return offset
+
+
+_sync_script = None
+
+
+def publish_message(*, group, data, once_key=None):
+    """Store and announce one message; return its offset.
+
+    With `once_key`, a repeated publish under the same key returns the first offset
+    without publishing again (retries stay exactly-once).
+    Raises redis.RedisError when Redis did not accept the message.
+    """
+    global _sync_script
+    started = time.perf_counter()
+    if _sync_script is None:
+        _sync_script = redis_sync().register_script(PUBLISH_SCRIPT)
+    script_keys, args = _script_args(group, encode_data(data), once_key)
+    replicas = _replicas()
+    if replicas is None:
+        return _result(group, _sync_script(keys=script_keys, args=args), started)
+    # WAIT in the same round trip: it covers the script's writes on this connection.
+    with redis_sync().pipeline(transaction=False) as pipe:
+        _sync_script(keys=script_keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", *replicas)
+        reply, acknowledged_by = pipe.execute()
+    _check_replicated(acknowledged_by)
+    return _result(group, reply, started)
+
+
+async def apublish_message(*, group, data, once_key=None):
+    """publish_message for async code (workers, consumers, Channels apps)."""
+    started = time.perf_counter()
+    client = redis_async()
+    script = client.register_script(PUBLISH_SCRIPT)
+    script_keys, args = _script_args(group, encode_data(data), once_key)
+    replicas = _replicas()
+    if replicas is None:
+        return _result(group, await script(keys=script_keys, args=args), started)
+    async with client.pipeline(transaction=False) as pipe:
+        await script(keys=script_keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", *replicas)
+        reply, acknowledged_by = await pipe.execute()
+    _check_replicated(acknowledged_by)
+    return _result(group, reply, started)

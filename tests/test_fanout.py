@@ -1,0 +1,106 @@
+"""The fan-out and its subscribers, driven through the hub against a real Redis: the join
+handover, the replay after a lost link, and the slow-client policy. Subscribers write
+through the production AsgiSink into a list, as a client would read them."""
+
+import asyncio
+import json
+
+import pytest
+
+from service import metrics
+from service.socket.sinks import AsgiSink
+from service.socket.subscribers import TOO_SLOW, Subscriber
+from service.storage import keys, wire
+from service.storage.publishing import apublish_message
+from tests.conftest import eventually
+
+
+class Client:
+    """What one subscriber's client has been sent, decoded."""
+
+    def __init__(self, name, blocked=False):
+        self.name = name
+        self.sent = []
+        self.unblocked = asyncio.Event()
+        if not blocked:
+            self.unblocked.set()
+        self.subscriber = Subscriber(
+            channel_name=f"test.{name}!", sink=AsgiSink(self.send), allowed_groups={"g"}
+        )
+
+    async def send(self, message):
+        await self.unblocked.wait()  # a client that reads nothing holds the writer here
+        self.sent.append(message)
+
+    def frames(self, kind=None):
+        frames = [json.loads(m["text"]) for m in self.sent if m["type"] == "websocket.send"]
+        return [f for f in frames if kind is None or f["type"] == kind]
+
+    def offsets(self):
+        return [frame["offset"] for frame in self.frames("message")]
+
+    def close_code(self):
+        return next((m["code"] for m in self.sent if m["type"] == "websocket.close"), None)
+
+
+@pytest.fixture
+async def hub(layer):
+    hub = layer.hub()
+    await eventually(lambda: hub.linked, what="the Redis link")
+    yield hub
+    for subscriber in list(hub.subscribers.values()):
+        subscriber.sink.stop()
+
+
+async def join(hub, client, since=None):
+    hub.attach(client.subscriber)
+    await hub.join("g", client.subscriber, since=since)
+
+
+async def test_an_announcement_arriving_during_the_history_read_is_held_and_handed_over_once(hub, sync_redis):
+    before = await apublish_message(group="g", data="before")
+    member = Client("member")
+    await join(hub, member)
+    # Store two messages and announce only the first: the joiner's history read sees
+    # both, live delivery has seen one, and the second's announcement arrives after.
+    stored = [sync_redis.xadd(keys.stream("g"), {"d": json.dumps(n)}).decode() for n in (1, 2)]
+    sync_redis.publish(keys.fanout_channel("g"), wire.announcement(stored[0], b"1"))
+    await eventually(lambda: member.offsets() == stored[:1], what="the first announcement")
+    joiner = Client("joiner")
+    await join(hub, joiner, since=before)
+    subscribed = await eventually(lambda: joiner.frames("subscribed"), what="subscribed")
+    assert subscribed[0]["offset"] == stored[1]
+    sync_redis.publish(keys.fanout_channel("g"), wire.announcement(stored[1], b"2"))
+    after = await apublish_message(group="g", data="after")
+    await eventually(lambda: joiner.offsets()[-1:] == [after], what="the live message")
+    await eventually(lambda: member.offsets()[-1:] == [after], what="the member's live message")
+    assert joiner.offsets() == [*stored, after]
+    assert member.offsets() == [*stored, after]
+
+
+async def test_messages_published_while_the_link_is_down_are_replayed_in_order_once(hub, sync_redis):
+    client = Client("client")
+    await join(hub, client)
+    first = await apublish_message(group="g", data=0)
+    await eventually(lambda: client.offsets() == [first], what="the first message")
+    sync_redis.client_kill_filter(_type="pubsub")
+    await eventually(lambda: not hub.linked, what="the link to drop")
+    missed = [await apublish_message(group="g", data=n) for n in range(1, 6)]
+    await eventually(lambda: hub.linked, timeout=10, what="the link to come back")
+    live = await apublish_message(group="g", data=6)
+    await eventually(lambda: client.offsets()[-1:] == [live], what="the live message")
+    assert client.offsets() == [first, *missed, live]
+
+
+async def test_a_client_that_reads_nothing_is_closed_with_4008_and_counted(hub, settings):
+    settings.GROUPCAST_SEND_QUEUE_BYTES = 4096
+    stuck = Client("stuck", blocked=True)
+    await join(hub, stuck)
+    dropped = metrics.DROPPED.labels("slow_client")._value.get()
+    for n in range(40):
+        await apublish_message(group="g", data="x" * 200 + str(n))
+    await eventually(lambda: stuck.subscriber.close_code == TOO_SLOW, what="the 4008 close")
+    assert metrics.DROPPED.labels("slow_client")._value.get() == dropped + 1
+    stuck.unblocked.set()
+    await eventually(lambda: stuck.close_code() == TOO_SLOW, what="the close frame")
+    assert stuck.sent[-1]["type"] == "websocket.close"  # nothing is written after the close

@@ -1,0 +1,25 @@
+"""The upstream internals groupcast relies on (service/upstream/) were checked against
+exact versions: these tests fail when an installed or pinned version moves, so that an
+upgrade re-reads the cited upstream code before moving the pin."""
+
+import tomllib
+from importlib.metadata import version
+
+from devstack import ROOT
+from service.upstream import PINNED, versions_moved
+
+
+def test_installed_upstreams_are_the_versions_the_overrides_were_checked_against():
+    assert versions_moved() == {}
+
+
+def test_pyproject_pins_each_upstream_at_the_checked_version():
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = dict(item.split("==") for item in dependencies if "==" in item)
+    pins = {name.split("[")[0].lower(): value for name, value in pins.items()}
+    assert {name: pins.get(name) for name in PINNED} == PINNED
+
+
+def test_versions_moved_names_an_upstream_off_its_pin(monkeypatch):
+    monkeypatch.setitem(PINNED, "daphne", "0.0.1")
+    assert versions_moved() == {"daphne": version("daphne")}
