@@ -80,7 +80,10 @@ REDIS_UP = Gauge(
     ["role"], multiprocess_mode="livemostrecent",
 )
 REDIS_ERRORS = Counter(
-    "groupcast_redis_errors", "Redis commands that failed, by role.", ["role"]
+    "groupcast_redis_errors",
+    "Redis commands that failed, by role (layer: the channel layer's own links, in "
+    "whichever role runs it).",
+    ["role"],
 )
 
 

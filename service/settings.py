@@ -83,9 +83,11 @@ TIME_ZONE = "UTC"
 DATA_UPLOAD_MAX_MEMORY_SIZE = GROUPCAST_MAX_BODY_BYTES
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# The layer's prefix is groupcast's own: a group's Channels events travel on the same
+# pub/sub channel as its published messages (service/storage/keys.py, fanout_channel).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "service.socket.layer.GroupcastChannelLayer",
+        "BACKEND": "service.layer.GroupcastChannelLayer",
         "CONFIG": {"redis_url": REDIS_URL, "prefix": GROUPCAST_REDIS_PREFIX},
     }
 }

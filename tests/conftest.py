@@ -43,6 +43,9 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    from service.layer.listener import stop_all
+
+    stop_all(wait=True)  # layers the tests left open stop before their Redis does
     if _redis is not None:
         _redis.stop()
     if _workdir is not None:
@@ -93,17 +96,27 @@ async def layer(settings, prefix):
     """A GroupcastChannelLayer of the test's own, installed as the default layer."""
     from channels.layers import channel_layers
 
-    from service.socket.layer import GroupcastChannelLayer
+    from service.layer import GroupcastChannelLayer
 
     created = GroupcastChannelLayer(redis_url=settings.REDIS_URL, prefix=prefix)
     previous = channel_layers.backends.get("default")
     channel_layers.backends["default"] = created
     yield created
+    await created.flush()
     await created.close_pools()
     if previous is None:
         channel_layers.backends.pop("default", None)
     else:
         channel_layers.backends["default"] = previous
+
+
+@pytest.fixture
+async def hub(layer):
+    """The socket hub of the test's event loop, stopped after the test."""
+    from service.socket.hub import close_current_hub, current_hub
+
+    yield current_hub()
+    await close_current_hub()
 
 
 async def eventually(predicate, timeout=5.0, what="condition"):

@@ -51,7 +51,7 @@ class Client:
 
 
 @pytest.fixture
-async def connect(layer):
+async def connect(hub):
     opened = []
 
     async def open_client(groups=("news",), token=None, headers=None, expect_open=True):
@@ -242,8 +242,8 @@ async def _counted(group, expected):
     return await asyncio.to_thread(group_subscribers, group=group) == expected
 
 
-async def test_draining_process_refuses_new_connections_with_1012(connect, layer):
-    layer.hub().draining = True
+async def test_draining_process_refuses_new_connections_with_1012(connect, hub):
+    hub.draining = True
     client = await connect()
     frames, code = await client.closed()
     assert code == 1012 and frames[0]["code"] == "restarting"
@@ -258,12 +258,12 @@ async def test_process_at_its_connection_limit_answers_1013(connect, settings):
     assert code == 1013
 
 
-async def test_drain_closes_every_connection_with_1012(connect, layer, settings):
+async def test_drain_closes_every_connection_with_1012(connect, hub, settings):
     settings.GROUPCAST_DRAIN_SECONDS = 0.2
     clients = [await connect() for _ in range(5)]
     for client in clients:
         await client.subscribe("news")
-    await drain.drain(layer.hub())
+    await drain.drain(hub)
     for client in clients:
         _, code = await client.closed()
         assert code == 1012

@@ -44,8 +44,7 @@ class Client:
 
 
 @pytest.fixture
-async def hub(layer):
-    hub = layer.hub()
+async def linked(hub):
     await eventually(lambda: hub.linked, what="the Redis link")
     yield hub
     for subscriber in list(hub.subscribers.values()):
@@ -57,7 +56,7 @@ async def join(hub, client, since=None):
     await hub.join("g", client.subscriber, since=since)
 
 
-async def test_an_announcement_arriving_during_the_history_read_is_held_and_handed_over_once(hub, sync_redis):
+async def test_an_announcement_arriving_during_the_history_read_is_held_and_handed_over_once(hub, linked, sync_redis):
     before = await apublish_message(group="g", data="before")
     member = Client("member")
     await join(hub, member)
@@ -78,7 +77,7 @@ async def test_an_announcement_arriving_during_the_history_read_is_held_and_hand
     assert member.offsets() == [*stored, after]
 
 
-async def test_messages_published_while_the_link_is_down_are_replayed_in_order_once(hub, sync_redis):
+async def test_messages_published_while_the_link_is_down_are_replayed_in_order_once(hub, linked, sync_redis):
     client = Client("client")
     await join(hub, client)
     first = await apublish_message(group="g", data=0)
@@ -92,7 +91,7 @@ async def test_messages_published_while_the_link_is_down_are_replayed_in_order_o
     assert client.offsets() == [first, *missed, live]
 
 
-async def test_a_client_that_reads_nothing_is_closed_with_4008_and_counted(hub, settings):
+async def test_a_client_that_reads_nothing_is_closed_with_4008_and_counted(hub, linked, settings):
     settings.GROUPCAST_SEND_QUEUE_BYTES = 4096
     stuck = Client("stuck", blocked=True)
     await join(hub, stuck)

@@ -15,6 +15,7 @@ from redis import RedisError
 
 from service import metrics
 from service.socket import events
+from service.socket.hub import current_hub
 from service.socket.frames import PONG, FrameError, parse_client_frame
 from service.socket.sinks import sink_for
 from service.socket.subscribers import BAD_TOKEN, FORBIDDEN, TOO_LARGE, TOO_SLOW, Subscriber
@@ -42,7 +43,7 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
             metrics.DISCONNECTS.labels("403").inc()
             await self.close()  # before accept: the handshake is refused with HTTP 403
             return
-        self.hub = self.channel_layer.hub()
+        self.hub = current_hub()
         try:
             claims = token_verify(query_token(self.scope))
         except TokenError as error:

@@ -31,14 +31,12 @@ LINK_WAIT = 3.0
 class LocalGroup:
     """One group's members in this process and where its stream stands."""
 
-    __slots__ = ("name", "subscribers", "channels", "joining", "catching_up", "last_offset", "ready", "held")
+    __slots__ = ("name", "subscribers", "joining", "catching_up", "last_offset", "ready", "held")
 
     def __init__(self, name):
         self.name = name
         # WebSocket subscribers (dict as an ordered set)
         self.subscribers = {}
-        # plain Channels channels added with group_add
-        self.channels = set()
         # subscribers reading their history: the live frames held back for each
         self.joining = {}
         # subscribers that joined at an offset this process has not delivered yet (their
@@ -53,18 +51,16 @@ class LocalGroup:
 
     @property
     def size(self):
-        return len(self.subscribers) + len(self.channels) + len(self.joining) + len(self.catching_up)
+        return len(self.subscribers) + len(self.joining) + len(self.catching_up)
 
 
 class Fanout:
     """The process's Redis link for group traffic, and every group with local members."""
 
-    def __init__(self, *, client, link, presence, deliver_event, deserialize):
+    def __init__(self, *, client, link, presence):
         self.client = client
         self.link = link
         self.presence = presence
-        self.deliver_event = deliver_event
-        self.deserialize = deserialize
         self.groups = {}
         self.linked = asyncio.Event()
         self._pubsub = None
@@ -139,21 +135,6 @@ class Fanout:
         await self._release(state)
         await self.presence.flush()
 
-    async def add_channel(self, group, channel):
-        """Add a plain Channels channel: it receives events from now on."""
-        state = await self._local_group(group)
-        state.channels.add(channel)
-        self._presence_changed(state)
-        await self.presence.flush()
-
-    async def discard_channel(self, group, channel):
-        state = self.groups.get(group)
-        if state is not None and channel in state.channels:
-            state.channels.discard(channel)
-            self._presence_changed(state)
-            await self._release(state)
-            await self.presence.flush()
-
     def _presence_changed(self, state):
         self.presence.changed(state.name, state.size)
 
@@ -210,25 +191,12 @@ class Fanout:
         if state is None or not data:
             return
         kind = data[0]
-        if kind == wire.ANNOUNCEMENT:
+        if kind == wire.ANNOUNCEMENT:  # the channel also carries Channels events: not ours
             offset, data_json = wire.announcement_parts(data)
             if state.held is not None:
                 state.held.append((offset, data_json))
             else:
                 self._deliver(state, offset, data_json)
-        elif kind == wire.EVENT:
-            message = self.deserialize(wire.body(data))
-            for subscriber in state.subscribers:
-                self.deliver_event(subscriber.channel_name, message)
-            for channel_name in state.channels:
-                self.deliver_event(channel_name, message)
-        elif kind == wire.DISCARD:
-            name = wire.body(data).decode()
-            if name in state.channels:
-                state.channels.discard(name)
-                self._presence_changed(state)
-                asyncio.ensure_future(self._release(state))
-
     def _deliver(self, state, offset, data_json):
         if not offset_after(offset, state.last_offset):
             return  # already delivered (a replay overlapping live traffic)
@@ -242,11 +210,6 @@ class Fanout:
             written += subscriber.write(frame)
         for held in state.joining.values():
             held.append(frame)
-        if state.channels:
-            event = frame.event
-            for channel_name in state.channels:
-                self.deliver_event(channel_name, event)
-            written += len(state.channels)
         metrics.DELIVERIES.inc(written)
         metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
         metrics.DELIVERY_LAG.observe(max(0.0, time.time() - offset_millis(offset) / 1000))

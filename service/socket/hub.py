@@ -2,12 +2,16 @@
 
 It holds the WebSocket subscribers of the process, the fan-out that feeds them from
 Redis, the presence counts it mirrors there, the socket gauges, and whether the process
-is draining. Consumers, the drain and the probes talk to the hub; the channel layer
-creates it (it has one per event loop) and adapts Channels' API onto it.
+is draining. Consumers, the drain and the probes talk to the hub (`current_hub()`: the hub
+of the running event loop, which under Daphne is the process's one loop).
 """
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
+import weakref
 
 import redis.asyncio.retry
 from django.conf import settings
@@ -22,17 +26,32 @@ from service.storage.presence import Presence
 log = logging.getLogger(__name__)
 
 
+_hubs = weakref.WeakKeyDictionary()
+
+
+def current_hub():
+    """The hub of the running event loop, started on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        hub = _hubs[loop] = Hub(redis_url=settings.REDIS_URL, process_id=process_id)
+        hub.start()
+    return hub
+
+
+async def close_current_hub():
+    """Stop the running loop's hub (its Redis links, its presence), if it has one."""
+    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    if hub is not None:
+        await hub.close()
+
+
 class Hub:
-    """This process's subscribers, fan-out, presence, gauges and drain state.
+    """This process's subscribers, fan-out, presence, gauges and drain state."""
 
-    `channels` is the channel layer: plain Channels channels in groups get their events
-    through `channels.deliver_local`, and a detached subscriber's channel is forgotten
-    with `channels.forget`.
-    """
-
-    def __init__(self, *, redis_url, process_id, channels):
+    def __init__(self, *, redis_url, process_id):
         self.process_id = process_id
-        self.channels = channels
         # channel name -> Subscriber, for every open groupcast WebSocket of the process
         self.subscribers = {}
         # set on SIGTERM: the process refuses newcomers and is closing its connections
@@ -45,13 +64,7 @@ class Hub:
             redis_url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), health_check_interval=0
         )
         self.presence = Presence(client, process_id)
-        self.fanout = Fanout(
-            client=client,
-            link=link,
-            presence=self.presence,
-            deliver_event=channels.deliver_local,
-            deserialize=channels.deserialize,
-        )
+        self.fanout = Fanout(client=client, link=link, presence=self.presence)
 
     def start(self):
         self.fanout.start()
@@ -87,7 +100,7 @@ class Hub:
         return self.subscribers.get(subscriber.channel_name) is subscriber
 
     async def detach(self, subscriber):
-        """Forget a closed WebSocket: leave its groups and drop its channel's buffer."""
+        """Forget a closed WebSocket: leave every group it joined or was joining."""
         self.subscribers.pop(subscriber.channel_name, None)
         fanout = self.fanout
         for group in list(subscriber.groups):
@@ -95,7 +108,6 @@ class Hub:
         for state in list(fanout.groups.values()):
             if subscriber in state.joining:
                 await fanout.leave(state.name, subscriber)
-        self.channels.forget(subscriber.channel_name)
 
     # Groups
 

@@ -3,9 +3,8 @@ probes and scrapes never touch the consumers."""
 
 import json
 
-from channels.layers import get_channel_layer
-
 from service import metrics
+from service.socket.hub import current_hub
 
 NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}'
 
@@ -15,7 +14,7 @@ async def probes_app(scope, receive, send):
     if path == "/healthz":
         status, body, kind = 200, b'{"status":"ok"}', b"application/json"
     elif path == "/readyz":
-        hub = get_channel_layer().hub()
+        hub = current_hub()
         if hub.draining:
             status, body = 503, {"status": "unready", "reason": "draining"}
         elif not hub.linked:
@@ -24,7 +23,7 @@ async def probes_app(scope, receive, send):
             status, body = 200, {"status": "ready"}
         body, kind = json.dumps(body).encode(), b"application/json"
     elif path == "/metrics":
-        get_channel_layer().hub()  # so the socket gauges exist before any client
+        current_hub()  # so the socket gauges exist before any client
         text, content_type = metrics.exposition()
         status, body, kind = 200, text, content_type.encode()
     else:

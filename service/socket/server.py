@@ -57,11 +57,12 @@ class SocketServer(daphne.Server):
         from channels.layers import get_channel_layer
 
         from service.socket.drain import drain
+        from service.socket.hub import close_current_hub, current_hub
 
-        layer = get_channel_layer()
         try:
-            await drain(layer.hub())
-            await layer.close_pools()
+            await drain(current_hub())
+            await close_current_hub()
+            await get_channel_layer().close_pools()
         finally:
             self.stop()
 

@@ -62,6 +62,20 @@ def _is_sentinel(url):
     return url.startswith("redis+sentinel://")
 
 
+def url_db(url):
+    """The database number a Redis URL selects (0 when it names none)."""
+    if _is_sentinel(url):
+        return parse_sentinel_url(url).db
+    return int(redis.connection.parse_url(url).get("db", 0))
+
+
+def host_db(host):
+    """The database number of a channels_redis `hosts` entry (as decode_hosts gives it)."""
+    if "address" in host:
+        return url_db(host["address"])
+    return int(host.get("db", 0))
+
+
 _sync_client = None
 
 

@@ -2,6 +2,14 @@
 
 from django.conf import settings
 
+from service.storage import wire
+from service.storage.clients import url_db
+
+
+def redis_db():
+    """The database number of REDIS_URL."""
+    return url_db(settings.REDIS_URL)
+
 
 def prefix():
     """GROUPCAST_REDIS_PREFIX: every key and channel of one deployment starts with it."""
@@ -14,12 +22,13 @@ def stream(group):
 
 
 def fanout_channel(group):
-    """The pub/sub channel announcing the group's messages to socket processes."""
-    return f"{prefix()}:fanout:{group}"
+    """The pub/sub channel announcing the group's messages to socket processes; the same
+    channel carries the group's Channels events (the channel layer's prefix is ours)."""
+    return wire.group_channel(prefix(), redis_db(), group)
 
 
 def fanout_prefix():
-    return f"{prefix()}:fanout:"
+    return wire.group_channel(prefix(), redis_db(), "")
 
 
 def once(key):

@@ -1,11 +1,12 @@
-"""How a group's traffic is encoded on its Redis pub/sub channel.
+"""How a group's traffic is named and encoded on Redis pub/sub.
 
-Every payload is one tag byte, then its body. The publish script (Lua) and the socket
-processes (Python) both take the encoding from here, so the two sides cannot drift.
+Every payload is one tag byte, then its body. The publish script (Lua), the socket
+processes and the channel layer (Python) all take the encoding from here, so the sides
+cannot drift.
 """
 
 ANNOUNCEMENT = ord("P")  # P<offset> <data json>: a message stored in the group's stream
-EVENT = ord("S")  # S<serialized dict>: a Channels group_send event
+EVENT = ord("S")  # S<sender's client prefix> <serialized dict>: a Channels group_send event
 DISCARD = ord("D")  # D<channel name>: a group_discard made in another process
 
 
@@ -25,8 +26,16 @@ def announcement_parts(payload):
     return offset.decode(), data_json
 
 
-def event(serialized):
-    return bytes([EVENT]) + serialized
+def event(origin, serialized):
+    """A group_send event; `origin` (the sending layer's client prefix) lets the sending
+    process skip its own event, whose local members it served already."""
+    return b"%c%s %s" % (EVENT, origin.encode(), serialized)
+
+
+def event_parts(payload):
+    """(origin, serialized message) of an event."""
+    origin, _, serialized = payload[1:].partition(b" ")
+    return origin.decode(), serialized
 
 
 def discard(channel):
@@ -36,3 +45,9 @@ def discard(channel):
 def body(payload):
     """The payload without its tag."""
     return payload[1:]
+
+
+def group_channel(prefix, db, group):
+    """The pub/sub channel of a group. Pub/sub ignores the database, so its number is in
+    the name: deployments sharing a Redis server by prefix or by database stay apart."""
+    return f"{prefix}:fanout:{db}:{group}"

@@ -149,7 +149,11 @@ async def test_redis_down_fires_its_alert(stack, prometheus):
     finally:
         stack.redis.start()
         stack.wait_ready()
-    await eventually(lambda: firing() == [], timeout=30, what="the alert to resolve")
+    try:
+        await eventually(lambda: firing() == [], timeout=30, what="the alert to resolve")
+    except AssertionError as error:
+        still = prometheus.query('ALERTS{alertname="GroupcastRedisDown", alertstate="firing"}')
+        raise AssertionError(f"{error}; still firing: {[alert['metric'] for alert in still]}") from None
 
 
 async def test_every_connection_under_daphne_takes_the_fast_path(stack):

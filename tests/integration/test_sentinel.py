@@ -103,6 +103,22 @@ def redis_set():
     servers.stop()
 
 
+async def test_the_channel_layer_takes_channels_redis_sentinel_entries(redis_set):
+    from service.layer import GroupcastChannelLayer
+
+    # as channels_redis documents a Sentinel host
+    hosts = [{"sentinels": [("127.0.0.1", redis_set.sentinel_port)], "master_name": "mymaster"}]
+    sender, owner = GroupcastChannelLayer(hosts=hosts), GroupcastChannelLayer(hosts=hosts)
+    try:
+        channel = await owner.new_channel()
+        await owner.group_add("watched", channel)
+        await sender.group_send("watched", {"type": "via.sentinel"})
+        assert (await asyncio.wait_for(owner.receive(channel), 10))["type"] == "via.sentinel"
+    finally:
+        await sender.flush()
+        await owner.flush()
+
+
 async def test_every_role_follows_the_master_across_a_sentinel_failover(redis_set):
     env = {**STACK_ENV, "GROUPCAST_REDIS_MIN_REPLICAS": "1"}
     stack = Stack(socket_ports=[free_port(), free_port()], redis_url=redis_set.url, env=env)
