@@ -12,16 +12,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
 django.setup(set_prefix=False)
 
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
 
 from service.socket.consumer import GroupcastConsumer  # noqa: E402
-from service.socket.probes import probes_app  # noqa: E402
+from service.socket.probes import probes_app, websocket_not_found  # noqa: E402
 from service.worker.consumers import EventsConsumer, JobsConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": probes_app,
-        "websocket": URLRouter([path("ws", GroupcastConsumer.as_asgi())]),
+        "websocket": URLRouter(
+            [path("ws", GroupcastConsumer.as_asgi()), re_path(r"", websocket_not_found)]
+        ),
         "channel": ChannelNameRouter(
             {
                 "groupcast.jobs": JobsConsumer.as_asgi(),

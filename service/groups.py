@@ -9,6 +9,7 @@ GROUP_RULE = "1-100 characters of A-Z a-z 0-9 _ . -"
 # A Redis Stream id: milliseconds, optionally "-sequence"; ASCII digits, each part < 2**64.
 OFFSET = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 PART_LIMIT = 2**64
+LAST_ID = (PART_LIMIT - 1, PART_LIMIT - 1)
 # The offset before any message; `since` with it replays the whole retained history.
 ORIGIN = "0-0"
 
@@ -23,7 +24,9 @@ def parse_offset(value):
     if match is None:
         raise ValueError(f"not an offset: {value!r}")
     millis, sequence = int(match[1]), int(match[2] or 0)
-    if millis >= PART_LIMIT or sequence >= PART_LIMIT:
+    # The very last stream id is out of range too: nothing can come after it, and Redis
+    # refuses it as the exclusive start of a range.
+    if millis >= PART_LIMIT or sequence >= PART_LIMIT or (millis, sequence) == LAST_ID:
         raise ValueError(f"offset out of range: {value!r}")
     return millis, sequence
 

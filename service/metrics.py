@@ -60,6 +60,16 @@ RECOVERED = Counter(
 CLIENT_ERRORS = Counter(
     "groupcast_client_errors", "Client frames answered with an error, by code.", ["code"]
 )
+DROPPED_FRAMES = Counter(
+    "groupcast_client_frames_dropped",
+    "Client frames dropped on arrival, over the client's rate (it is closed with 4008).",
+)
+HANDSHAKES_REFUSED = Counter(
+    "groupcast_handshakes_refused",
+    "Connections closed before becoming a WebSocket, by reason: timeout "
+    "(GROUPCAST_HANDSHAKE_TIMEOUT) or over_limit (GROUPCAST_MAX_PENDING_HANDSHAKES).",
+    ["reason"],
+)
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",
     "WebSocket connections opened, by how their frames are written: direct (the fast "
@@ -97,6 +107,7 @@ ROLE_LABELS = {
         (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),
         (DISCONNECTS, ["1000", "1001", "1006", "1009", "1012", "1013", "4001", "4003", "4008"]),
         (CONNECTION_SINKS, ["direct", "asgi"]),
+        (HANDSHAKES_REFUSED, ["timeout", "over_limit"]),
         (EVENTS, ["sent", "dropped"]),
     ],
     "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],

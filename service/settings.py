@@ -30,9 +30,19 @@ GROUPCAST_MAX_FRAME_BYTES = env.int("GROUPCAST_MAX_FRAME_BYTES", default=16384, 
 GROUPCAST_SEND_QUEUE_BYTES = env.int("GROUPCAST_SEND_QUEUE_BYTES", default=1048576, minimum=4096)
 GROUPCAST_MAX_SUBSCRIPTIONS = env.int("GROUPCAST_MAX_SUBSCRIPTIONS", default=100, minimum=1)
 GROUPCAST_MAX_CONNECTIONS = env.int("GROUPCAST_MAX_CONNECTIONS", default=20000, minimum=1)
+# A connection must be an open WebSocket this many seconds after it is accepted, and at
+# most this many may be on their way there at once (they hold sockets before any token).
+GROUPCAST_HANDSHAKE_TIMEOUT = env.float("GROUPCAST_HANDSHAKE_TIMEOUT", default=10.0, minimum=1)
+GROUPCAST_MAX_PENDING_HANDSHAKES = env.int("GROUPCAST_MAX_PENDING_HANDSHAKES", default=4096, minimum=1)
 GROUPCAST_CLIENT_RATE = env.float("GROUPCAST_CLIENT_RATE", default=50.0, minimum=0.1)
 GROUPCAST_HISTORY_SIZE = env.int("GROUPCAST_HISTORY_SIZE", default=1000, minimum=1)
 GROUPCAST_HISTORY_TTL = env.int("GROUPCAST_HISTORY_TTL", default=86400, minimum=1)
+# A `since` replay sends at most the newest GROUPCAST_REPLAY_MAX messages (more: the client
+# is told history_trimmed), and at most GROUPCAST_MAX_REPLAYS run at once per process: a
+# replay holds one page (50 messages) in memory, so replays hold at most
+# GROUPCAST_MAX_REPLAYS x 50 x GROUPCAST_MAX_BODY_BYTES.
+GROUPCAST_REPLAY_MAX = env.int("GROUPCAST_REPLAY_MAX", default=1000, minimum=1)
+GROUPCAST_MAX_REPLAYS = env.int("GROUPCAST_MAX_REPLAYS", default=32, minimum=1)
 
 # Tokens
 GROUPCAST_TOKEN_MAX_TTL = env.int("GROUPCAST_TOKEN_MAX_TTL", default=86400, minimum=1)

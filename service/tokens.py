@@ -61,9 +61,16 @@ def token_verify(token):
 
 
 def _claims(payload):
-    groups = payload.get("groups", [])
-    if not isinstance(payload["sub"], str) or not isinstance(groups, list):
-        raise TokenError("invalid token: sub must be a string and groups a list")
+    exp = payload["exp"]
+    # PyJWT takes "exp": "10**30" or 1e30 as valid; a token must end within the lifetime
+    # this deployment issues (a leaked one otherwise works for ever).
+    if type(exp) not in (int, float):
+        raise TokenError("invalid token: exp must be a number")
+    if exp - time.time() > settings.GROUPCAST_TOKEN_MAX_TTL + settings.GROUPCAST_JWT_LEEWAY:
+        raise TokenError("invalid token: exp is further away than GROUPCAST_TOKEN_MAX_TTL")
+    sub, groups = payload["sub"], payload.get("groups", [])
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 200 or not isinstance(groups, list):
+        raise TokenError("invalid token: sub must be a string of 1-200 characters and groups a list")
     if not all(is_group_name(group) for group in groups):
         raise TokenError("invalid token: groups must be valid group names")
     return Claims(payload["sub"], frozenset(groups))

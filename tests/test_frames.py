@@ -71,6 +71,9 @@ def test_client_frames_parse(text, expected):
         ('{"type": "subscribe", "group": "' + "x" * 101 + '"}', "bad_group"),
         ('{"type": "subscribe", "group": "news", "since": "yesterday"}', "bad_offset"),
         ('{"type": "subscribe", "group": "news", "since": 12}', "bad_offset"),
+        # the last possible stream id: Redis refuses it as a range start
+        ('{"type": "subscribe", "group": "news", "since": "18446744073709551615-18446744073709551615"}', "bad_offset"),
+        ('{"type": "subscribe", "group": "news", "since": "18446744073709551616-0"}', "bad_offset"),
     ],
 )
 def test_bad_client_frames_name_their_problem(text, code):

@@ -4,7 +4,7 @@ import pytest
 
 from service.storage import keys
 from service.groups import offset_after
-from service.storage.history import history_last_offset, history_read
+from service.storage.history import PAGE, history_last_offset, history_read
 from service.storage.publishing import apublish_message, publish_message
 from service.storage.clients import make_async
 
@@ -50,22 +50,38 @@ async def test_history_of_an_unknown_group_starts_at_origin(client):
     assert history_last_offset(group="nothing-here") == "0-0"
 
 
+async def replayed(history):
+    return [offset async for page in history.pages() for offset, _ in page]
+
+
 async def test_since_older_than_retention_is_reported_trimmed(client, settings):
     settings.GROUPCAST_HISTORY_SIZE = 10
     offsets = [await apublish_message(group="busy", data=i) for i in range(300)]
     history = await history_read(client, group="busy", since=offsets[0])
     assert history.trimmed
-    retained = [o for o, _ in history.messages]
+    retained = await replayed(history)
     assert retained and retained[-1] == offsets[-1] and len(retained) < 299
     recent = await history_read(client, group="busy", since=offsets[-3])
-    assert not recent.trimmed and [o for o, _ in recent.messages] == offsets[-2:]
+    assert not recent.trimmed and await replayed(recent) == offsets[-2:]
 
 
-async def test_history_pages_through_long_gaps(client, settings):
+async def test_history_is_read_a_page_at_a_time_through_long_gaps(client, settings):
     settings.GROUPCAST_HISTORY_SIZE = 5000
     offsets = [await apublish_message(group="long", data=i) for i in range(1200)]
     history = await history_read(client, group="long", since="0-0")
-    assert [o for o, _ in history.messages] == offsets
+    assert len(history.messages) == PAGE  # only the first page is read up front
+    pages = [page async for page in history.pages()]
+    assert max(len(page) for page in pages) == PAGE
+    assert [offset for page in pages for offset, _ in page] == offsets
+
+
+async def test_a_replay_is_capped_at_the_newest_messages_and_says_so(client, settings):
+    settings.GROUPCAST_HISTORY_SIZE = 5000
+    offsets = [await apublish_message(group="capped", data=i) for i in range(400)]
+    history = await history_read(client, group="capped", since="0-0", cap=120)
+    assert history.trimmed and await replayed(history) == offsets[-120:]
+    under = await history_read(client, group="capped", since=offsets[-120], cap=120)
+    assert not under.trimmed and await replayed(under) == offsets[-119:]
 
 
 async def test_group_stream_expires_after_the_history_ttl(client, settings, sync_redis):

@@ -78,9 +78,15 @@ def test_algorithm_swap_is_refused(settings):
         {"groups": ["news"], "exp": 4102444800},  # no sub
         {"sub": "u", "groups": "news", "exp": 4102444800},  # groups not a list
         {"sub": "u", "groups": ["no spaces"], "exp": 4102444800},
+        {"sub": "", "groups": ["news"], "exp": "FUTURE"},  # empty sub
+        {"sub": "u", "groups": ["news"], "exp": 10**30},  # for ever
+        {"sub": "u", "groups": ["news"], "exp": "FUTURE_STRING"},  # exp as a string
     ],
 )
 def test_malformed_claims_are_refused(settings, payload):
+    soon = int(time.time()) + 60
+    payload = {**payload, "exp": {"FUTURE": soon, "FUTURE_STRING": str(soon)}.get(payload.get("exp"), payload.get("exp"))}
+    payload = {k: v for k, v in payload.items() if v is not None}
     token = jwt.encode(payload, settings.GROUPCAST_JWT_SECRETS[0], algorithm="HS256")
     with pytest.raises(TokenError):
         token_verify(token)
@@ -99,3 +105,10 @@ def test_api_keys_accept_each_configured_key_only(settings):
     assert not api_key_valid(first[:-1])
     assert not api_key_valid(first + "x")
     assert not api_key_valid(None)
+
+
+def test_a_token_living_longer_than_the_deployment_issues_is_refused(settings):
+    settings.GROUPCAST_TOKEN_MAX_TTL = 3600
+    assert token_verify(token_issue(sub="u", groups=["news"], ttl=3600)).sub == "u"
+    with pytest.raises(TokenError, match="GROUPCAST_TOKEN_MAX_TTL"):
+        token_verify(token_issue(sub="u", groups=["news"], ttl=3600 + 120))

@@ -13,6 +13,8 @@ import collections
 import logging
 import time
 
+from django.conf import settings
+
 from service import metrics
 from service.groups import offset_after, offset_millis
 from service.socket import frames
@@ -62,6 +64,7 @@ class Fanout:
         self.link = link
         self.presence = presence
         self.groups = {}
+        self.replays = asyncio.Semaphore(settings.GROUPCAST_MAX_REPLAYS)
         self.linked = asyncio.Event()
         self._pubsub = None
         self._confirmations = {}
@@ -93,7 +96,8 @@ class Fanout:
         self._presence_changed(state)
         try:
             history, _ = await asyncio.gather(
-                history_read(self.client, group=group, since=since), self.presence.flush()
+                history_read(self.client, group=group, since=since, cap=settings.GROUPCAST_REPLAY_MAX),
+                self.presence.flush(),
             )
         except BaseException:
             state.joining.pop(subscriber, None)
@@ -105,10 +109,18 @@ class Fanout:
         if history.trimmed:
             subscriber.send_error(
                 "history_trimmed",
-                f"messages after {since} are no longer retained; replaying what is",
+                f"messages after {since} are no longer retained (or are more than "
+                f"{settings.GROUPCAST_REPLAY_MAX}); replaying the newest retained",
                 group,
             )
-        written = await subscriber.replay(history.messages, group)
+        written = 0
+        if history.messages:
+            # A page at a time, as the client takes it; a bounded number at once.
+            async with self.replays:
+                async for page in history.pages():
+                    if state.joining.get(subscriber) is not held:
+                        break  # it left during the replay
+                    written += await subscriber.replay(page, group)
         while held and state.joining.get(subscriber) is held:
             frame = held.popleft()
             if offset_after(frame.offset, history.last_offset):
@@ -299,9 +311,12 @@ class Fanout:
                         "messages were trimmed from history while Redis was unreachable",
                         state.name,
                     )
-            for offset, data_json in history.messages:
-                self._deliver(state, offset, data_json)
-            metrics.RECOVERED.inc(len(history.messages) * len(state.subscribers))
+            recovered = 0
+            async for page in history.pages():
+                for offset, data_json in page:
+                    self._deliver(state, offset, data_json)
+                recovered += len(page)
+            metrics.RECOVERED.inc(recovered * len(state.subscribers))
         held, state.held = state.held, None
         for offset, data_json in held:
             self._deliver(state, offset, data_json)

@@ -36,3 +36,11 @@ async def probes_app(scope, receive, send):
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def websocket_not_found(scope, receive, send):
+    """A WebSocket upgrade to any path but /ws: refused with 404, nothing logged."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.http.response.start", "status": 404,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "websocket.http.response.body", "body": NOT_FOUND})

@@ -16,6 +16,8 @@ import sys
 from daphne.cli import CommandLineInterface
 from twisted.internet import reactor
 
+from service.socket.handshakes import HandshakeGuard
+from service.socket.inbox import ClientInbox
 from service.socket.mailbox import Mailbox
 from service.upstream import autobahn, daphne
 
@@ -23,17 +25,23 @@ log = logging.getLogger(__name__)
 
 
 class SocketServer(daphne.Server):
-    # ~3 kB less per open connection than an asyncio.Queue
-    input_queue_class = Mailbox
-
     def __init__(self, *args, **kwargs):
         from django.conf import settings
 
+        self.settings = settings
         kwargs["signal_handlers"] = False
         kwargs["websocket_max_message_size"] = settings.GROUPCAST_MAX_FRAME_BYTES
         kwargs["websocket_max_frame_size"] = settings.GROUPCAST_MAX_FRAME_BYTES
         super().__init__(*args, **kwargs)
         self.draining = None
+
+    def input_queue(self, protocol, scope):
+        """A Mailbox (~3 kB less per open connection than an asyncio.Queue); for a
+        WebSocket, one that bounds the client's frames as they arrive."""
+        if scope["type"] == "websocket" and protocol.transport is not None:
+            scope["groupcast.inbox"] = True  # the consumer need not rate-limit again
+            return ClientInbox(protocol.transport, self.settings.GROUPCAST_CLIENT_RATE)
+        return Mailbox()
 
     def run(self):
         reactor.callWhenRunning(self._started)
@@ -41,6 +49,11 @@ class SocketServer(daphne.Server):
 
     def _started(self):
         autobahn.configure(self.ws_factory)
+        HandshakeGuard(
+            self.http_factory,
+            timeout=self.settings.GROUPCAST_HANDSHAKE_TIMEOUT,
+            limit=self.settings.GROUPCAST_MAX_PENDING_HANDSHAKES,
+        )
         loop = asyncio.get_event_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)

@@ -73,12 +73,18 @@ class Subscriber:
         than the send queue holds; waiting here keeps that from counting as a slow
         client, while a client that takes nothing for REPLAY_STALL_SECONDS still is one.
         """
-        deadline = None
-        while self.sink.pending() > self._limit // 2 and self.close_code is None:
-            deadline = deadline or time.monotonic() + REPLAY_STALL_SECONDS
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.005)  # the transport drains in the event loop meanwhile
+        pending = self.sink.pending()
+        if pending > self._limit // 2:
+            lowest, progressed = pending, time.monotonic()
+            while pending > self._limit // 2 and self.close_code is None:
+                await asyncio.sleep(0.005)  # the transport drains in the event loop meanwhile
+                pending = self.sink.pending()
+                if pending < lowest:
+                    lowest, progressed = pending, time.monotonic()
+                elif time.monotonic() - progressed > REPLAY_STALL_SECONDS:
+                    metrics.DROPPED.labels("slow_client").inc()
+                    self.close(TOO_SLOW, "too slow: took nothing while catching up, resume with since")
+                    return 0
         return self.write(frame)
 
     def send(self, text):

@@ -1,4 +1,8 @@
-"""Reading a group's history: its last offset and the messages after a given offset."""
+"""Reading a group's history: its last offset and the messages after a given offset.
+
+Messages are read a page at a time, as the reader takes them, so replaying a long gap
+holds one page in memory, not the whole retained history.
+"""
 
 from dataclasses import dataclass
 
@@ -11,9 +15,11 @@ from service.storage.clients import redis_sync
 # One round trip returns the stream's last offset, its oldest retained offset, whether
 # anything was ever trimmed away, and the first page after `since`, read atomically.
 # (Redis 7.0 does not move max-deleted-entry-id when XADD trims, so trimming is
-# detected as entries-added > length.)
+# detected as entries-added > length.) With more than ARGV[3] messages after `since`,
+# the page starts at the ARGV[3]th newest instead, and the reply says it was capped
+# (only counted when the stream holds more than the cap at all).
 HISTORY_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'', '', 0, {}} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', '', 0, 0, {}} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local last, first, added, length = '0-0', '', 0, 0
 for i = 1, #info, 2 do
@@ -23,13 +29,18 @@ for i = 1, #info, 2 do
   elseif name == 'entries-added' then added = value
   elseif name == 'length' then length = value end
 end
-local entries = {}
+local entries, capped = {}, 0
 if ARGV[1] ~= '' then
-  entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+  local start, cap = '(' .. ARGV[1], tonumber(ARGV[3])
+  if length > cap then
+    local newest = redis.call('XREVRANGE', KEYS[1], '+', start, 'COUNT', cap + 1)
+    if #newest > cap then start, capped = newest[cap][1], 1 end
+  end
+  entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[2])
 end
-return {last, first, added > length and 1 or 0, entries}
+return {last, first, added > length and 1 or 0, capped, entries}
 """
-PAGE = 500
+PAGE = 50
 
 
 @dataclass
@@ -37,10 +48,26 @@ class History:
     """What a subscriber needs to join a group: where the group stands and what it missed."""
 
     last_offset: str
-    # (offset, data JSON bytes) after `since`, oldest first
+    # the first page of (offset, data JSON bytes) after `since`, oldest first; the rest
+    # comes from pages()
     messages: list
-    # True when messages after `since` were trimmed away before they could be replayed
+    # True when messages after `since` were trimmed away before they could be replayed,
+    # or are more than the replay cap (the oldest of them are skipped)
     trimmed: bool
+    client: object = None
+    group: str = ""
+
+    async def pages(self, count=PAGE):
+        """Every message after `since` up to last_offset, a page at a time."""
+        page = self.messages
+        while page:
+            yield page
+            if len(page) < count or not offset_after(self.last_offset, page[-1][0]):
+                return
+            raw = await self.client.xrange(
+                keys.stream(self.group), f"({page[-1][0]}", self.last_offset, count=count
+            )
+            page = _entries(raw)
 
 
 def _text(value):
@@ -56,25 +83,23 @@ def _entries(raw):
     return messages
 
 
-async def history_read(client, *, group, since=None):
-    """The group's last offset and, with `since`, every retained message after it."""
+async def history_read(client, *, group, since=None, cap=None):
+    """The group's last offset and, with `since`, the first page of the retained
+    messages after it (at most `cap` of them in all: the newest)."""
     script = client.register_script(HISTORY_SCRIPT)
-    last, first, ever_trimmed, raw = await script(
-        keys=[keys.stream(group)], args=[since or "", PAGE]
+    last, first, ever_trimmed, capped, raw = await script(
+        keys=[keys.stream(group)], args=[since or "", PAGE, cap or 2**62]
     )
     last, first = _text(last), _text(first)
     if not last:
         # No stream: never published, or expired. Anything after `since` is gone.
-        return History(ORIGIN, [], trimmed=since is not None and offset_after(since, ORIGIN))
-    messages = _entries(raw)
-    while len(raw) == PAGE and offset_after(last, messages[-1][0]):
-        raw = await client.xrange(keys.stream(group), f"({messages[-1][0]}", last, count=PAGE)
-        messages.extend(_entries(raw))
+        trimmed = since is not None and offset_after(since, ORIGIN)
+        return History(ORIGIN, [], trimmed, client, group)
     # Entries were removed and the oldest one left is past `since`: some of what came
     # after `since` may be gone. (Exactly at the trim point this errs on the side of a
     # warning.)
     trimmed = bool(ever_trimmed) and since is not None and bool(first) and offset_after(first, since)
-    return History(last, messages, trimmed)
+    return History(last, _entries(raw), trimmed or bool(capped), client, group)
 
 
 def history_last_offset(*, group):

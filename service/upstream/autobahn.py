@@ -44,6 +44,10 @@ def configure(factory):
 
     failByDrop=False: when autobahn itself fails a connection (a frame over the size
     limit, a protocol error) the client gets the close code (1009, 1002), not a dropped
-    TCP connection it cannot tell from a crash.
+    TCP connection it cannot tell from a crash. allowNullOrigin: `Origin: null` (sandboxed
+    frames, file: pages) is judged by the application's origin check like any other
+    (403), not refused by autobahn with a 400.
     """
-    factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT, failByDrop=False)
+    factory.setProtocolOptions(
+        closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT, failByDrop=False, allowNullOrigin=True
+    )

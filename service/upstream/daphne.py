@@ -3,20 +3,24 @@
 
 import asyncio
 import functools
+from http import HTTPStatus
 
 import daphne.server
+from autobahn.websocket.types import ConnectionDeny
 
 from service.upstream import autobahn, twisted
 
 
 class Server(daphne.server.Server):
-    """Daphne's Server with the application's input queue as a class attribute."""
+    """Daphne's Server with the application's input queue made by `input_queue()`."""
 
-    input_queue_class = asyncio.Queue
+    def input_queue(self, protocol, scope):
+        """The queue a new application instance reads its events from."""
+        return asyncio.Queue()
 
     def create_application(self, protocol, scope):
-        """Daphne's own (server.py, Server.create_application) with `input_queue_class`
-        for the queue, and a WebSocket's HTTP upgrade channel let go.
+        """Daphne's own (server.py, Server.create_application) with `input_queue()` for
+        the queue, and a WebSocket's HTTP upgrade channel let go.
 
         The HTTP channel that did the upgrade stays the transport's producer, keeping
         itself and its request (~2 kB) alive for the WebSocket's whole life.
@@ -24,7 +28,7 @@ class Server(daphne.server.Server):
         assert "application_instance" not in self.connections[protocol]
         if scope["type"] == "websocket" and protocol.transport is not None:
             protocol.transport.unregisterProducer()
-        input_queue = self.input_queue_class()
+        input_queue = self.input_queue(protocol, scope)
         scope.setdefault("asgi", {"version": "3.0"})
         application_instance = self.application(
             scope=scope,
@@ -35,6 +39,24 @@ class Server(daphne.server.Server):
             return None
         self.connections[protocol]["application_instance"] = asyncio.ensure_future(application_instance)
         return input_queue
+
+
+    async def handle_reply(self, protocol, message):
+        """Daphne's own (server.py, Server.handle_reply) plus ASGI's WebSocket Denial
+        Response: `websocket.http.response.start` before accepting refuses the handshake
+        with that status (Daphne's ws_protocol.py serverReject knows only 403)."""
+        kind = message.get("type")
+        if kind == "websocket.http.response.start" and autobahn.is_protocol(protocol):
+            if protocol.state == protocol.STATE_CONNECTING and hasattr(protocol, "handshake_deferred"):
+                deferred = protocol.handshake_deferred
+                del protocol.handshake_deferred
+                status = message["status"]
+                deferred.errback(ConnectionDeny(code=status, reason=HTTPStatus(status).phrase))
+                self.protocol_disconnected(protocol)
+            return
+        if kind == "websocket.http.response.body":
+            return  # autobahn writes the refusal's body itself
+        await super().handle_reply(protocol, message)
 
 
 def websocket_protocol(send):

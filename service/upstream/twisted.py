@@ -32,3 +32,11 @@ def write(transport, data):
             return
         data = data[sent:]
     transport.write(data)
+
+
+def channel_transport(protocol):
+    """The TCP transport of a protocol built by an HTTPFactory, or None before it has one
+    (twisted/web/http.py: HTTPFactory.buildProtocol returns _GenericHTTPChannelProtocol,
+    a proxy that keeps the HTTPChannel, and so the transport, in `_channel`)."""
+    channel = getattr(protocol, "_channel", protocol)
+    return getattr(channel, "transport", None)

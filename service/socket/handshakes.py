@@ -1,0 +1,64 @@
+"""Unfinished handshakes: every TCP connection to a socket process must become an open
+WebSocket within GROUPCAST_HANDSHAKE_TIMEOUT seconds of being accepted (a client
+trickling a byte at a time gains nothing), and at most
+GROUPCAST_MAX_PENDING_HANDSHAKES connections may be on their way there at once.
+
+Twisted's own HTTP timeout is reset by every byte received, so without this a client
+could hold sockets open for ever before authenticating, until the process ran out of
+file descriptors. Plain HTTP (probes, scrapes) is served within the same window.
+"""
+
+import logging
+
+from twisted.internet import reactor
+
+from service import metrics
+from service.upstream import autobahn, twisted
+
+log = logging.getLogger(__name__)
+
+
+class HandshakeGuard:
+    """Wraps the server's HTTP factory: counts connections not yet open as WebSockets,
+    refuses them past the limit, and drops them at the deadline."""
+
+    def __init__(self, factory, *, timeout, limit):
+        self.timeout = timeout
+        self.limit = limit
+        self.pending = set()
+        self._build = factory.buildProtocol
+        factory.buildProtocol = self.build
+
+    def build(self, addr):
+        """Called by Twisted for each accepted connection; None refuses it."""
+        if len(self.pending) >= self.limit:
+            self._prune()
+            if len(self.pending) >= self.limit:
+                metrics.HANDSHAKES_REFUSED.labels("over_limit").inc()
+                return None
+        channel = self._build(addr)
+        if channel is not None:
+            self.pending.add(channel)
+            reactor.callLater(self.timeout, self._deadline, channel)
+        return channel
+
+    def _deadline(self, channel):
+        self.pending.discard(channel)
+        transport = twisted.channel_transport(channel)
+        if transport is None or not transport.connected or self._open(transport):
+            return
+        metrics.HANDSHAKES_REFUSED.labels("timeout").inc()
+        transport.abortConnection()
+
+    def _prune(self):
+        """Forget connections that opened or ended before their deadline."""
+        for channel in list(self.pending):
+            transport = twisted.channel_transport(channel)
+            if transport is None or not transport.connected or self._open(transport):
+                self.pending.discard(channel)
+
+    @staticmethod
+    def _open(transport):
+        # after the upgrade, Daphne makes the WebSocket the transport's protocol
+        protocol = transport.protocol
+        return autobahn.is_protocol(protocol) and autobahn.is_open(protocol)
