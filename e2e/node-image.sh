@@ -31,6 +31,7 @@ BASE_IMAGE=localhost/groupcast-e2e-debian:$DEBIAN_SUITE-$(basename "$ROOTFS_DIR"
 
 rootfs_build() {
   cached "$ROOTFS_DIR" && return 0
+  command -v debootstrap >/dev/null || die "debootstrap is missing: e2e/toolchain.sh host installs the host packages"
   local tmp mirror
   mirror=$(debian_mirror)
   tmp=$(mktemp -d "$CACHE/.rootfs.XXXXXX")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make e2e`: groupcast on a real kind cluster, offline.
-#   1. the pinned tool chain and the kind node image (e2e/toolchain.sh, e2e/node-image.sh; cached)
+#   1. host packages and podman's configuration, then the pinned tool chain and the kind node
+#      image (e2e/toolchain.sh, e2e/node-image.sh; cached)
 #   2. a kind cluster from e2e/kind-config.yaml (podman provider) with the pod network fixed up
 #   3. the groupcast image and Redis image loaded, the chart installed with `helm install --wait`
 #   4. `helm test`, then the scenarios in e2e/tests/ (pytest)
@@ -348,11 +349,13 @@ main() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
 
+  # first: debootstrap, podman and its network come from the host packages
+  "$E2E_DIR/toolchain.sh" host
   # the Debian rootfs downloads while the Go builds compile (own process group: on_exit
   # stops all of it if the run ends first)
   setsid "$E2E_DIR/node-image.sh" rootfs >"$LOGS/rootfs.log" 2>&1 &
   ROOTFS_PID=$!
-  step "tool chain (host, kind, kubectl, helm)" "$E2E_DIR/toolchain.sh"
+  step "tool chain (kind, kubectl, helm)" "$E2E_DIR/toolchain.sh" tools
   HELM=$(helm_path)
   wait "$ROOTFS_PID" || { cat "$LOGS/rootfs.log" >&2; die "rootfs build failed"; }
   ROOTFS_PID=

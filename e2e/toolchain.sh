@@ -3,6 +3,10 @@
 # kind, and the Kubernetes binaries (kubectl for the host; kubelet, kubeadm and the control plane
 # for the node image). Everything is cached under .cache/e2e/ by version; a warm run takes seconds.
 # Helm comes from hack/helm.sh (see helm_path in lib.sh).
+#
+#   e2e/toolchain.sh         host, then tools
+#   e2e/toolchain.sh host    only the host: Debian packages, podman configuration, /lib/modules
+#   e2e/toolchain.sh tools   only the Go-built tools (kind, Kubernetes, helm)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -107,8 +111,7 @@ kubernetes_build() {
   rm -rf "$src"
 }
 
-main() {
-  step "host packages, podman config, /lib/modules" with_lock host host_setup
+tools() {
   step "kind $KIND_VERSION" with_lock kind kind_build
   step "kubernetes $KUBERNETES_VERSION binaries (kubectl + node)" with_lock kubernetes kubernetes_build
   local helm
@@ -116,6 +119,18 @@ main() {
   log "kind: $KIND"
   log "kubectl: $KUBECTL"
   log "helm: $helm"
+}
+
+main() {
+  case ${1:-all} in
+    host) step "host packages, podman config, /lib/modules" with_lock host host_setup ;;
+    tools) tools ;;
+    all)
+      step "host packages, podman config, /lib/modules" with_lock host host_setup
+      tools
+      ;;
+    *) die "usage: $0 [all|host|tools]" ;;
+  esac
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
