@@ -133,3 +133,6 @@ helm_path() {
   fi
   echo "$dir/helm"
 }
+
+# podman_network_backend: netavark or cni (bounded: a wedged podman must not hang the run).
+podman_network_backend() { timeout 60 podman info --format '{{.Host.NetworkBackend}}'; }

@@ -10,7 +10,11 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-HOST_PACKAGES=(podman runc debootstrap libseccomp-dev pkg-config gcc libc6-dev prometheus)
+# netavark + aardvark-dns: container-name DNS on podman networks, which kind's `kubeadm join`
+# needs (--no-install-recommends would leave podman on CNI, which has none); netavark programs
+# the bridge networks' NAT and port forwards with iptables.
+HOST_PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap libseccomp-dev pkg-config gcc libc6-dev prometheus)
+NETWORK_DROPIN=/etc/containers/containers.conf.d/50-groupcast-e2e-network.conf
 
 host_packages() {
   local missing=() p
@@ -48,9 +52,43 @@ runtime = "runc"'
   fi
 }
 
+# netavark, explicitly: podman keeps using CNI on a machine whose storage it already used
+# with CNI, even once netavark is installed.
+podman_network() {
+  local was want='[network]
+network_backend = "netavark"'
+  was=$(podman_network_backend)
+  if [[ $was != netavark ]]; then
+    # containers and networks made on CNI cannot be torn down by netavark: remove our own
+    # while CNI still can (kind recreates its network on netavark)
+    local ours
+    mapfile -t ours < <(podman ps -aq --filter 'name=^groupcast-e2e')
+    ((${#ours[@]} == 0)) || timeout 180 podman rm -f -v "${ours[@]}" >/dev/null
+    if podman network exists kind && [[ -z $(podman ps -aq --filter network=kind) ]]; then
+      podman network rm kind >/dev/null
+    fi
+  fi
+  if [[ $(cat "$NETWORK_DROPIN" 2>/dev/null) != *"$want"* ]]; then
+    mkdir -p "$(dirname "$NETWORK_DROPIN")"
+    printf '%s\n' "# written by groupcast e2e/toolchain.sh: kind needs container-name DNS" "$want" >"$NETWORK_DROPIN"
+    log "wrote $NETWORK_DROPIN"
+  fi
+  local now
+  now=$(podman_network_backend)
+  [[ $now == netavark ]] || die "podman uses the '$now' network backend although $NETWORK_DROPIN selects netavark:" \
+    "a containers.conf read after it overrides it (grep -r network_backend /etc/containers /usr/share/containers)"
+  if [[ $was != netavark ]]; then
+    log "podman network backend: $was -> netavark"
+    local others
+    others=$(podman ps -a --format '{{.Names}}' | tr '\n' ' ')
+    [[ -z $others ]] || log "warning: containers created on $was must be recreated for netavark: $others(or \`podman system reset --force\`, which removes all containers and images)"
+  fi
+}
+
 host_setup() {
   host_packages
   podman_config
+  podman_network
   # kind's podman provider bind-mounts /lib/modules read-only; this host has none.
   mkdir -p /lib/modules
 }
