@@ -26,6 +26,9 @@ export GOTOOLCHAIN=local
 export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
 # Others run tests on the same two cores: every compiler and image build runs niced.
 NICE=(nice -n 10)
+# RUN steps on the host's network: on netavark's default bridge apt cannot reach the mirror here.
+# shellcheck disable=SC2034
+PODMAN_BUILD=("${NICE[@]}" podman build --network host)
 
 log() { printf '%s [e2e] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }

@@ -84,12 +84,14 @@ debian_base() {
 }
 
 # Builds $2 from hack/image/$1 on the Debian base unless its inputs are unchanged.
+# Every build uses the host's network: apt and pip in RUN steps cannot reach the mirror from
+# podman's default bridge on netavark here (shared/platform.md).
 derived_image() {
   local file=$root/hack/image/$1 tag=$2 base_key=$3 key
   key=$(input_hash "$base_key" "$(cat "$file")")
   [[ $(image_hash "$tag") == "$key" ]] && { log "$tag cached ($key)"; return; }
   log "building $tag"
-  nice -n 10 podman build --pull=never --build-arg "DEBIAN_BASE=$DEBIAN_IMAGE" \
+  nice -n 10 podman build --pull=never --network host --build-arg "DEBIAN_BASE=$DEBIAN_IMAGE" \
     --label "$HASH_LABEL=$key" -f "$file" -t "$tag" "$root/hack/image" >&2
 }
 
@@ -97,7 +99,7 @@ groupcast_image() {
   local version
   version=$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["project"]["version"])' "$root/pyproject.toml")
   log "building groupcast:$version on $PYTHON_IMAGE"
-  nice -n 10 podman build --pull=never \
+  nice -n 10 podman build --pull=never --network host \
     --build-arg "BASE_IMAGE=$PYTHON_IMAGE" --build-arg "UV_VERSION=$UV_VERSION" \
     --secret "id=cacert,src=$CA_BUNDLE" \
     -t "groupcast:$version" -t "localhost/groupcast:$version" -f "$root/Dockerfile" "$root" >&2
