@@ -2,7 +2,8 @@
 # `make e2e`: groupcast on a real kind cluster, offline.
 #   1. host packages and podman's configuration, then the pinned tool chain and the kind node
 #      image (e2e/toolchain.sh, e2e/node-image.sh; cached)
-#   2. a kind cluster from e2e/kind-config.yaml (podman provider) with the pod network fixed up
+#   2. a check that podman networks resolve container names, then a kind cluster from
+#      e2e/kind-config.yaml (podman provider) with the pod network fixed up
 #   3. the groupcast image and Redis image loaded, the chart installed with `helm install --wait`
 #   4. `helm test`, then the scenarios in e2e/tests/ (pytest)
 #   5. teardown, always: pod logs + events on failure, cluster deleted, port-forwards stopped
@@ -114,6 +115,37 @@ on_exit() {
 }
 
 # --- cluster ------------------------------------------------------------------------------
+
+# kind's nodes find each other by container name (`kubeadm join` dials <cluster>-control-plane),
+# which only netavark's aardvark-dns provides: prove it on a throwaway network first, rather
+# than minutes later as a failed join.
+check_podman_network() (
+  local net=groupcast-e2e-netcheck backend
+  local fix="e2e/toolchain.sh host installs netavark + aardvark-dns and selects netavark in a containers.conf drop-in"
+  backend=$(podman_network_backend) || die "podman info failed or timed out"
+  [[ $backend == netavark ]] ||
+    die "podman's network backend is '$backend', not netavark: its networks resolve no container names and kind's worker cannot join. Fix: $fix"
+  cleanup() {
+    timeout 60 podman rm -f -t 0 "$net-a" "$net-b" >/dev/null 2>&1
+    timeout 60 podman network rm -f "$net" >/dev/null 2>&1
+    return 0
+  }
+  trap cleanup EXIT
+  cleanup
+  timeout 60 podman network create "$net" >/dev/null
+  # the node image is at hand and has getent; the containers end by themselves if left behind
+  local c
+  for c in a b; do
+    timeout 60 podman run -d --name "$net-$c" --network "$net" --entrypoint sleep "$NODE_IMAGE" 300 >/dev/null
+  done
+  local deadline=$((SECONDS + 30))
+  until timeout 10 podman exec "$net-b" getent hosts "$net-a" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) ||
+      die "containers on a podman network do not resolve each other by name after 30 s (aardvark-dns): kind's worker would fail at kubeadm join. Is aardvark-dns installed (dpkg -s aardvark-dns) and running? Fix: $fix"
+    sleep 1
+  done
+  log "podman: netavark, container names resolve ($(timeout 10 podman exec "$net-b" getent hosts "$net-a" | awk '{print $1}'))"
+)
 
 create_cluster() {
   delete_cluster # a cluster left by a killed run
@@ -361,6 +393,7 @@ main() {
   ROOTFS_PID=
   NODE_IMAGE=$(step "node image" "$E2E_DIR/node-image.sh")
 
+  step "podman network (netavark, container-name DNS)" check_podman_network
   step "create cluster" create_cluster
   step "pod network (per-node subnets, routes)" fix_pod_network
   step "persistent volumes" create_volumes
