@@ -116,26 +116,8 @@ debian_mirror() {
   echo "$uri"
 }
 
-# helm_path: the pinned helm. hack/helm.sh (the chart's owner keeps it) builds and caches it;
-# until that script exists the same build happens here, into the same cache path.
-helm_path() {
-  if [[ -x $ROOT/hack/helm.sh ]]; then
-    "$ROOT/hack/helm.sh"
-    return
-  fi
-  local dir=$ROOT/.cache/tools/helm-$HELM_VERSION
-  if [[ ! -x $dir/helm ]]; then
-    mkdir -p "$dir"
-    local tmp
-    tmp=$(mktemp -d "$dir/.gobin.XXXXXX")
-    CGO_ENABLED=0 GOBIN=$tmp "${NICE[@]}" go install \
-      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
-    mv "$tmp/helm" "$dir/helm"
-    rmdir "$tmp"
-  fi
-  echo "$dir/helm"
-}
+# helm_path: the pinned helm ($HELM_VERSION), built and cached by hack/helm.sh.
+helm_path() { "$ROOT/hack/helm.sh"; }
 
 # podman_network_backend: netavark or cni (bounded: a wedged podman must not hang the run).
 podman_network_backend() { timeout 60 podman info --format '{{.Host.NetworkBackend}}'; }
