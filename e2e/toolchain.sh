@@ -63,10 +63,16 @@ network_backend = "netavark"'
     # while CNI still can (kind recreates its network on netavark)
     local ours
     mapfile -t ours < <(podman ps -aq --filter 'name=^groupcast-e2e')
-    ((${#ours[@]} == 0)) || timeout 180 podman rm -f -v "${ours[@]}" >/dev/null
+    ((${#ours[@]} == 0)) || timeout 180 podman rm -f -t 0 -v "${ours[@]}" >/dev/null
     if podman network exists kind && [[ -z $(podman ps -aq --filter network=kind) ]]; then
       podman network rm kind >/dev/null
     fi
+    # CNI's bridges outlive their networks; an idle cni-podman0 would keep the subnet of
+    # netavark's default network
+    local br
+    for br in $(ip -o link show type bridge | awk -F': ' '$2 ~ /^cni-podman/ {print $2}'); do
+      [[ -n $(ip -o link show master "$br") ]] || ip link delete "$br"
+    done
   fi
   if [[ $(cat "$NETWORK_DROPIN" 2>/dev/null) != *"$want"* ]]; then
     mkdir -p "$(dirname "$NETWORK_DROPIN")"
