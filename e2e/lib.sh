@@ -15,6 +15,8 @@ mkdir -p "$CACHE" "$SRC" "$LOGS"
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
 KIND=$CACHE/kind-$KIND_VERSION/kind
+# shellcheck disable=SC2034
+SKAFFOLD=$CACHE/skaffold-$SKAFFOLD_VERSION/skaffold
 KUBERNETES_BIN=$CACHE/kubernetes-$KUBERNETES_VERSION/bin
 # shellcheck disable=SC2034
 KUBECTL=$KUBERNETES_BIN/kubectl

@@ -6,7 +6,7 @@
 #
 #   e2e/toolchain.sh         host, then tools
 #   e2e/toolchain.sh host    only the host: Debian packages, podman configuration, /lib/modules
-#   e2e/toolchain.sh tools   only the Go-built tools (kind, Kubernetes, helm)
+#   e2e/toolchain.sh tools   only the Go-built tools (kind, Kubernetes, helm, skaffold)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -155,12 +155,33 @@ kubernetes_build() {
   rm -rf "$src"
 }
 
+# skaffold's go.mod has replace directives (go install refuses): build inside a copy of it.
+skaffold_build() {
+  local dir=$CACHE/skaffold-$SKAFFOLD_VERSION
+  cached "$dir" && return 0
+  local src=$SRC/skaffold-$SKAFFOLD_VERSION tmp
+  writable_copy "github.com/GoogleContainerTools/skaffold/v2@$SKAFFOLD_VERSION" "$src"
+  (
+    cd "$src"
+    CGO_ENABLED=0 "${NICE[@]}" go build -tags timetzdata \
+      -ldflags "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION" \
+      -o _out/skaffold ./cmd/skaffold
+  )
+  tmp=$(mktemp -d "$CACHE/.skaffold.XXXXXX")
+  mv "$src/_out/skaffold" "$tmp/"
+  "$tmp/skaffold" version
+  publish "$tmp" "$dir"
+  rm -rf "$src"
+}
+
 tools() {
   step "kind $KIND_VERSION" with_lock kind kind_build
   step "kubernetes $KUBERNETES_VERSION binaries (kubectl + node)" with_lock kubernetes kubernetes_build
+  step "skaffold $SKAFFOLD_VERSION" with_lock skaffold skaffold_build
   local helm
   helm=$(step "helm $HELM_VERSION" helm_path)
   log "kind: $KIND"
+  log "skaffold: $SKAFFOLD"
   log "kubectl: $KUBECTL"
   log "helm: $helm"
 }
