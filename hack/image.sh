@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the groupcast image with podman, offline (no registry): `make image`.
 #
-#   hack/image.sh          base images (cached) + groupcast:<version> + groupcast-redis:7
+#   hack/image.sh          base images (cached) + groupcast:<version> + groupcast-redis:7;
+#                          prints the groupcast image's name (all progress goes to stderr)
 #   hack/image.sh smoke    also run each role read-only against a loopback Redis and check
 #                          /readyz, a publish/receive round trip and a SIGTERM exit
 #
@@ -30,7 +31,7 @@ host_packages() {
   [[ ${#need[@]} -eq 0 ]] && return
   [[ $(id -u) -eq 0 ]] || die "need root to install ${need[*]}"
   log "installing ${need[*]} from Debian"
-  apt-get update -qq
+  apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
@@ -176,7 +177,7 @@ main() {
   groupcast_image
   log "built $IMAGE and $REDIS_IMAGE"
   [[ ${1:-} == smoke ]] && smoke
-  return 0
+  echo "$IMAGE"
 }
 
 main "$@"
