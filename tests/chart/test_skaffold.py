@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -79,3 +80,18 @@ def test_offline_profile_matches_image_script():
     (offline,) = [p for p in CONFIG["profiles"] if p["name"] == "offline"]
     base = next(p["value"] for p in offline["patches"] if p["path"].endswith("buildArgs"))["BASE_IMAGE"]
     assert f"PYTHON_IMAGE={base.replace('bookworm', '$DEBIAN_SUITE')}" in Path(ROOT / "hack" / "image.sh").read_text()
+
+
+def test_podman_profile_builds_with_the_image_script():
+    (podman,) = [p for p in CONFIG["profiles"] if p["name"] == "podman"]
+    patched = apply_patches(CONFIG, podman["patches"])
+    (artifact,) = patched["build"]["artifacts"]
+    # the same name, so the IMAGE_REPO_/IMAGE_TAG_ templates of the release still apply
+    assert artifact["image"] == CONFIG["build"]["artifacts"][0]["image"]
+    script = ROOT / artifact["custom"]["buildCommand"]
+    assert os.access(script, os.X_OK)
+    assert "hack/image.sh" in script.read_text()
+    templates = patched["deploy"]["helm"]["releases"][0]["setValueTemplates"]
+    redis = f'{templates["redis.image.repository"]}:{templates["redis.image.tag"]}'
+    assert f"REDIS_IMAGE={redis}" in (ROOT / "hack" / "image.sh").read_text()
+    assert f"REDIS_IMAGE={redis}" in script.read_text()
