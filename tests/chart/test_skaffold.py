@@ -82,7 +82,7 @@ def test_offline_profile_matches_image_script():
     assert f"PYTHON_IMAGE={base.replace('bookworm', '$DEBIAN_SUITE')}" in Path(ROOT / "hack" / "image.sh").read_text()
 
 
-def test_podman_profile_builds_with_the_image_script():
+def test_podman_profile_builds_with_the_image_script(render):
     (podman,) = [p for p in CONFIG["profiles"] if p["name"] == "podman"]
     patched = apply_patches(CONFIG, podman["patches"])
     (artifact,) = patched["build"]["artifacts"]
@@ -91,7 +91,12 @@ def test_podman_profile_builds_with_the_image_script():
     script = ROOT / artifact["custom"]["buildCommand"]
     assert os.access(script, os.X_OK)
     assert "hack/image.sh" in script.read_text()
-    templates = patched["deploy"]["helm"]["releases"][0]["setValueTemplates"]
-    redis = f'{templates["redis.image.repository"]}:{templates["redis.image.tag"]}'
+    (release,) = patched["deploy"]["helm"]["releases"]
+    image = release["overrides"]["redis"]["image"]
+    redis = f'{image["repository"]}:{image["tag"]}'
     assert f"REDIS_IMAGE={redis}" in (ROOT / "hack" / "image.sh").read_text()
     assert f"REDIS_IMAGE={redis}" in script.read_text()
+    # as skaffold calls helm: overrides as a values file, the templates as --set
+    docs = render(release["overrides"], "--set", "image.repository=groupcast", "--set", "image.tag=0123")
+    images = {c["image"] for d in docs if d["kind"] == "StatefulSet" for c in d["spec"]["template"]["spec"]["containers"]}
+    assert redis in images
