@@ -5,7 +5,8 @@
 #   2. a check that podman networks resolve container names, then a kind cluster from
 #      e2e/kind-config.yaml (podman provider) with the pod network fixed up
 #   3. the groupcast image and Redis image loaded, the chart installed with `helm install --wait`
-#   4. `helm test`, then the scenarios in e2e/tests/ (pytest)
+#   4. `helm test`, then the scenarios in e2e/tests/ (pytest), then `skaffold run -p kind,podman`
+#      into a second namespace with its own `helm test`
 #   5. teardown, always: pod logs + events on failure, cluster deleted, port-forwards stopped
 #
 # Environment: E2E_KEEP=1 keeps the cluster after the run (for debugging; delete it with
@@ -16,6 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CLUSTER=${E2E_CLUSTER:-groupcast-e2e}
 NAMESPACE=groupcast
+SKAFFOLD_NAMESPACE=groupcast-skaffold   # the skaffold step's release, beside the scenarios' one
 RELEASE=groupcast
 CHART=$ROOT/charts/groupcast
 REDIS_IMAGE=localhost/groupcast-redis:7
@@ -342,6 +344,44 @@ scenarios() {
     timeout 1800 "$PYTHON" -m pytest -c "$E2E_DIR/pytest.ini" "$E2E_DIR/tests" ${E2E_PYTEST_ARGS:-} >&2
 }
 
+# The dev loop as a developer runs it: `skaffold run -p kind,podman` builds with podman
+# (hack/skaffold-build.sh: hack/image.sh, kind load) and deploys the chart into a second
+# namespace; the chart's helm test proves a round trip there, then `skaffold delete`.
+skaffold_run() (
+  local sock=$WORK/podman.sock ns=$SKAFFOLD_NAMESPACE api_pid
+  # skaffold inspects and tags the built image through a Docker API: podman's, on a socket of
+  # our own (the service also ends by itself after 10 idle minutes, should this step be killed)
+  rm -f "$sock"
+  podman system service --time=600 "unix://$sock" >"$LOGS/podman-api.log" 2>&1 &
+  api_pid=$!
+  # shellcheck disable=SC2064  # the pid and path are fixed now
+  trap "kill $api_pid 2>/dev/null; wait $api_pid 2>/dev/null; rm -f '$sock'" EXIT
+  local deadline=$((SECONDS + 30))
+  until curl -sf --max-time 2 --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "podman's API service did not answer on $sock within 30 s (log: ${LOGS#"$ROOT"/}/podman-api.log)"
+    sleep 0.5
+  done
+  # skaffold's own `kind load docker-image` needs a Docker CLI: hack/skaffold-build.sh loads
+  # the images instead. Nothing may phone home offline.
+  printf '%s\n' 'global:' '  kind-disable-load: true' '  collect-metrics: false' '  update-check: false' \
+    '  survey:' '    disable-prompt: true' >"$WORK/skaffold-config.yaml"
+  local skaffold=(
+    env "PATH=$(dirname "$KIND"):$(dirname "$HELM"):$KUBERNETES_BIN:$PATH" "DOCKER_HOST=unix://$sock"
+    "KIND_CLUSTER=$CLUSTER" "KIND=$KIND"
+    "$SKAFFOLD" --config "$WORK/skaffold-config.yaml"
+  )
+  local args=(-p 'kind,podman' --kube-context "kind-$CLUSTER" --namespace "$ns")
+  # every run builds: a cached artifact would skip the script that loads it into this cluster
+  (cd "$ROOT" && timeout 900 "${skaffold[@]}" run "${args[@]}" --cache-artifacts=false --status-check=true >&2)
+  kubectl -n "$ns" get pods -o wide >&2
+  if ! timeout 240 "$HELM" test "$RELEASE" -n "$ns" --timeout 180s --hide-notes >&2; then
+    kubectl -n "$ns" logs -l app.kubernetes.io/component=test --tail=100 >&2 || true
+    return 1
+  fi
+  (cd "$ROOT" && timeout 300 "${skaffold[@]}" delete "${args[@]}" >&2)
+  kubectl delete namespace "$ns" --wait --timeout=180s >&2
+)
+
 # Scenario 8: after the cluster is deleted nothing of the run may be left.
 verify_teardown() {
   local left=0
@@ -407,6 +447,7 @@ main() {
   step "helm test" helm_test
   step "python venv" venv
   step "scenarios (pytest e2e/tests)" scenarios
+  step "skaffold run -p kind,podman, helm test, skaffold delete" skaffold_run
 }
 
 main "$@"; exit
