@@ -92,6 +92,20 @@ writable_copy() {
   chmod -R u+w "$2"
 }
 
+# build_in_module MODULE@VERSION OUT TAGS LDFLAGS PKG...: `go build` PKGs (CGO off) into the
+# directory OUT, inside a writable copy of a module whose go.mod `go install` refuses
+# (replace or exclude directives).
+build_in_module() {
+  local module=$1 out=$2 tags=$3 ldflags=$4 src
+  shift 4
+  src=$SRC/$(basename "$out")
+  writable_copy "$module" "$src"
+  # an incomplete vendor/ must not stand in for the module proxy
+  rm -rf "$src/vendor"
+  (cd "$src" && CGO_ENABLED=0 "${NICE[@]}" go build -tags "$tags" -ldflags "$ldflags" -o "$out/" "$@")
+  rm -rf "$src"
+}
+
 # with_lock NAME CMD...: one build of NAME at a time (two e2e runs may start together).
 with_lock() {
   local name=$1

@@ -82,22 +82,15 @@ etcd_build() {
 
 # containerd's go.mod has exclude directives (go install refuses) and an incomplete vendor/.
 containerd_build() {
-  local dir=$PARTS/containerd-$CONTAINERD_VERSION
+  local dir=$PARTS/containerd-$CONTAINERD_VERSION tmp
   cached "$dir" && return 0
-  local src=$SRC/containerd-$CONTAINERD_VERSION tmp
-  writable_copy "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" "$src"
-  (
-    cd "$src"
-    rm -rf vendor
-    CGO_ENABLED=0 "${NICE[@]}" go build -tags "no_btrfs no_devmapper no_zfs no_aufs urfave_cli_no_docs" \
-      -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
-      -o _out/ ./cmd/containerd ./cmd/ctr ./cmd/containerd-shim-runc-v2
-  )
   tmp=$(mktemp -d "$CACHE/.containerd.XXXXXX")
-  mv "$src"/_out/* "$tmp/"
+  build_in_module "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" "$tmp" \
+    "no_btrfs no_devmapper no_zfs no_aufs urfave_cli_no_docs" \
+    "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+    ./cmd/containerd ./cmd/ctr ./cmd/containerd-shim-runc-v2
   "$tmp/containerd" --version
   publish "$tmp" "$dir"
-  rm -rf "$src"
 }
 
 # go_install DIR CGO TAGS LDFLAGS PKG@VERSION...: a plain `go install` into a cache dir.

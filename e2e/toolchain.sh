@@ -157,21 +157,14 @@ kubernetes_build() {
 
 # skaffold's go.mod has replace directives (go install refuses): build inside a copy of it.
 skaffold_build() {
-  local dir=$CACHE/skaffold-$SKAFFOLD_VERSION
+  local dir=$CACHE/skaffold-$SKAFFOLD_VERSION tmp
   cached "$dir" && return 0
-  local src=$SRC/skaffold-$SKAFFOLD_VERSION tmp
-  writable_copy "github.com/GoogleContainerTools/skaffold/v2@$SKAFFOLD_VERSION" "$src"
-  (
-    cd "$src"
-    CGO_ENABLED=0 "${NICE[@]}" go build -tags timetzdata \
-      -ldflags "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION" \
-      -o _out/skaffold ./cmd/skaffold
-  )
   tmp=$(mktemp -d "$CACHE/.skaffold.XXXXXX")
-  mv "$src/_out/skaffold" "$tmp/"
+  build_in_module "github.com/GoogleContainerTools/skaffold/v2@$SKAFFOLD_VERSION" "$tmp" timetzdata \
+    "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION" \
+    ./cmd/skaffold
   "$tmp/skaffold" version
   publish "$tmp" "$dir"
-  rm -rf "$src"
 }
 
 tools() {
