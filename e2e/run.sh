@@ -427,7 +427,7 @@ main() {
   # stops all of it if the run ends first)
   setsid "$E2E_DIR/node-image.sh" rootfs >"$LOGS/rootfs.log" 2>&1 &
   ROOTFS_PID=$!
-  step "tool chain (kind, kubectl, helm)" "$E2E_DIR/toolchain.sh" tools
+  step "tool chain (kind, kubectl, helm, skaffold)" "$E2E_DIR/toolchain.sh" tools
   HELM=$(helm_path)
   wait "$ROOTFS_PID" || { cat "$LOGS/rootfs.log" >&2; die "rootfs build failed"; }
   ROOTFS_PID=

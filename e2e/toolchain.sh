@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares the host and builds the pinned e2e tools: podman (configured for this kind of host),
-# kind, and the Kubernetes binaries (kubectl for the host; kubelet, kubeadm and the control plane
-# for the node image). Everything is cached under .cache/e2e/ by version; a warm run takes seconds.
+# kind, the Kubernetes binaries (kubectl for the host; kubelet, kubeadm and the control plane
+# for the node image) and skaffold. Everything is cached under .cache/e2e/ by version; a warm
+# run takes seconds.
 # Helm comes from hack/helm.sh (see helm_path in lib.sh).
 #
 #   e2e/toolchain.sh         host, then tools
