@@ -15,6 +15,8 @@ mkdir -p "$CACHE" "$SRC" "$LOGS"
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
 KIND=$CACHE/kind-$KIND_VERSION/kind
+# shellcheck disable=SC2034
+SKAFFOLD=$CACHE/skaffold-$SKAFFOLD_VERSION/skaffold
 KUBERNETES_BIN=$CACHE/kubernetes-$KUBERNETES_VERSION/bin
 # shellcheck disable=SC2034
 KUBECTL=$KUBERNETES_BIN/kubectl
@@ -26,6 +28,9 @@ export GOTOOLCHAIN=local
 export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
 # Others run tests on the same two cores: every compiler and image build runs niced.
 NICE=(nice -n 10)
+# RUN steps on the host's network: on netavark's default bridge apt cannot reach the mirror here.
+# shellcheck disable=SC2034
+PODMAN_BUILD=("${NICE[@]}" podman build --network host)
 
 log() { printf '%s [e2e] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
@@ -87,6 +92,20 @@ writable_copy() {
   chmod -R u+w "$2"
 }
 
+# build_in_module MODULE@VERSION OUT TAGS LDFLAGS PKG...: `go build` PKGs (CGO off) into the
+# directory OUT, inside a writable copy of a module whose go.mod `go install` refuses
+# (replace or exclude directives).
+build_in_module() {
+  local module=$1 out=$2 tags=$3 ldflags=$4 src
+  shift 4
+  src=$SRC/$(basename "$out")
+  writable_copy "$module" "$src"
+  # an incomplete vendor/ must not stand in for the module proxy
+  rm -rf "$src/vendor"
+  (cd "$src" && CGO_ENABLED=0 "${NICE[@]}" go build -tags "$tags" -ldflags "$ldflags" -o "$out/" "$@")
+  rm -rf "$src"
+}
+
 # with_lock NAME CMD...: one build of NAME at a time (two e2e runs may start together).
 with_lock() {
   local name=$1
@@ -113,23 +132,8 @@ debian_mirror() {
   echo "$uri"
 }
 
-# helm_path: the pinned helm. hack/helm.sh (the chart's owner keeps it) builds and caches it;
-# until that script exists the same build happens here, into the same cache path.
-helm_path() {
-  if [[ -x $ROOT/hack/helm.sh ]]; then
-    "$ROOT/hack/helm.sh"
-    return
-  fi
-  local dir=$ROOT/.cache/tools/helm-$HELM_VERSION
-  if [[ ! -x $dir/helm ]]; then
-    mkdir -p "$dir"
-    local tmp
-    tmp=$(mktemp -d "$dir/.gobin.XXXXXX")
-    CGO_ENABLED=0 GOBIN=$tmp "${NICE[@]}" go install \
-      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
-    mv "$tmp/helm" "$dir/helm"
-    rmdir "$tmp"
-  fi
-  echo "$dir/helm"
-}
+# helm_path: the pinned helm ($HELM_VERSION), built and cached by hack/helm.sh.
+helm_path() { "$ROOT/hack/helm.sh"; }
+
+# podman_network_backend: netavark or cni (bounded: a wedged podman must not hang the run).
+podman_network_backend() { timeout 60 podman info --format '{{.Host.NetworkBackend}}'; }

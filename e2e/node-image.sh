@@ -31,6 +31,7 @@ BASE_IMAGE=localhost/groupcast-e2e-debian:$DEBIAN_SUITE-$(basename "$ROOTFS_DIR"
 
 rootfs_build() {
   cached "$ROOTFS_DIR" && return 0
+  command -v debootstrap >/dev/null || die "debootstrap is missing: e2e/toolchain.sh host installs the host packages"
   local tmp mirror
   mirror=$(debian_mirror)
   tmp=$(mktemp -d "$CACHE/.rootfs.XXXXXX")
@@ -81,22 +82,15 @@ etcd_build() {
 
 # containerd's go.mod has exclude directives (go install refuses) and an incomplete vendor/.
 containerd_build() {
-  local dir=$PARTS/containerd-$CONTAINERD_VERSION
+  local dir=$PARTS/containerd-$CONTAINERD_VERSION tmp
   cached "$dir" && return 0
-  local src=$SRC/containerd-$CONTAINERD_VERSION tmp
-  writable_copy "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" "$src"
-  (
-    cd "$src"
-    rm -rf vendor
-    CGO_ENABLED=0 "${NICE[@]}" go build -tags "no_btrfs no_devmapper no_zfs no_aufs urfave_cli_no_docs" \
-      -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
-      -o _out/ ./cmd/containerd ./cmd/ctr ./cmd/containerd-shim-runc-v2
-  )
   tmp=$(mktemp -d "$CACHE/.containerd.XXXXXX")
-  mv "$src"/_out/* "$tmp/"
+  build_in_module "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" "$tmp" \
+    "no_btrfs no_devmapper no_zfs no_aufs urfave_cli_no_docs" \
+    "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+    ./cmd/containerd ./cmd/ctr ./cmd/containerd-shim-runc-v2
   "$tmp/containerd" --version
   publish "$tmp" "$dir"
-  rm -rf "$src"
 }
 
 # go_install DIR CGO TAGS LDFLAGS PKG@VERSION...: a plain `go install` into a cache dir.
@@ -139,22 +133,22 @@ control_plane_images() {
   local tags=()
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
     cp "$KUBERNETES_BIN/$c" "$ctx/"
-    "${NICE[@]}" podman build -q --build-arg COMPONENT="$c" -f "$IMAGES/Containerfile.control-plane" \
+    "${PODMAN_BUILD[@]}" -q --build-arg COMPONENT="$c" -f "$IMAGES/Containerfile.control-plane" \
       -t "registry.k8s.io/$c:$KUBERNETES_VERSION" "$ctx" >/dev/null
     tags+=("registry.k8s.io/$c:$KUBERNETES_VERSION")
   done
   cp "$KUBERNETES_BIN/kube-proxy" "$ctx/"
-  "${NICE[@]}" podman build -q --build-arg BASE_IMAGE="$BASE_IMAGE" -f "$IMAGES/Containerfile.kube-proxy" \
+  "${PODMAN_BUILD[@]}" -q --build-arg BASE_IMAGE="$BASE_IMAGE" -f "$IMAGES/Containerfile.kube-proxy" \
     -t "registry.k8s.io/kube-proxy:$KUBERNETES_VERSION" "$ctx" >/dev/null
   tags+=("registry.k8s.io/kube-proxy:$KUBERNETES_VERSION")
   cp "$PARTS/etcd-$ETCD_VERSION"/etcd* "$ctx/"
-  "${NICE[@]}" podman build -q -f "$IMAGES/Containerfile.etcd" -t "registry.k8s.io/etcd:$ETCD_VERSION-0" "$ctx" >/dev/null
+  "${PODMAN_BUILD[@]}" -q -f "$IMAGES/Containerfile.etcd" -t "registry.k8s.io/etcd:$ETCD_VERSION-0" "$ctx" >/dev/null
   tags+=("registry.k8s.io/etcd:$ETCD_VERSION-0")
   cp "$PARTS/coredns-$COREDNS_VERSION/coredns" "$ctx/"
-  "${NICE[@]}" podman build -q -f "$IMAGES/Containerfile.coredns" -t "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" "$ctx" >/dev/null
+  "${PODMAN_BUILD[@]}" -q -f "$IMAGES/Containerfile.coredns" -t "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" "$ctx" >/dev/null
   tags+=("registry.k8s.io/coredns/coredns:$COREDNS_VERSION")
   cp "$KUBERNETES_BIN/pause" "$ctx/"
-  "${NICE[@]}" podman build -q -f "$IMAGES/Containerfile.pause" -t "registry.k8s.io/pause:$PAUSE_VERSION" "$ctx" >/dev/null
+  "${PODMAN_BUILD[@]}" -q -f "$IMAGES/Containerfile.pause" -t "registry.k8s.io/pause:$PAUSE_VERSION" "$ctx" >/dev/null
   tags+=("registry.k8s.io/pause:$PAUSE_VERSION")
   rm -rf "$ctx"
 
@@ -209,11 +203,12 @@ node_image_build() (
   step "control-plane images" control_plane_images "$work/images.tar"
   node_overlay "$work/ctx/overlay"
   cp "$IMAGES/Containerfile.node" "$work/ctx/"
-  step "node rootfs image" "${NICE[@]}" podman build -q --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  step "node rootfs image" "${PODMAN_BUILD[@]}" -q --build-arg BASE_IMAGE="$BASE_IMAGE" \
     --build-arg PAUSE_VERSION="$PAUSE_VERSION" -f "$work/ctx/Containerfile.node" -t "$stage" "$work/ctx"
 
   # As kind's nodeimage builder: run the image with containerd up, import, commit.
-  podman run -d --privileged --name "$builder" --entrypoint sleep "$stage" infinity >/dev/null
+  # no network: the import only talks to containerd's socket
+  podman run -d --privileged --network none --name "$builder" --entrypoint sleep "$stage" infinity >/dev/null
   podman exec "$builder" bash -c 'nohup containerd >/tmp/containerd.log 2>&1 &'
   podman exec "$builder" bash -c 'for i in $(seq 1 30); do [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1 && exit 0; sleep 1; done; cat /tmp/containerd.log; exit 1'
   step "import control-plane images into the node's containerd" \

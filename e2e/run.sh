@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # `make e2e`: groupcast on a real kind cluster, offline.
-#   1. the pinned tool chain and the kind node image (e2e/toolchain.sh, e2e/node-image.sh; cached)
-#   2. a kind cluster from e2e/kind-config.yaml (podman provider) with the pod network fixed up
+#   1. host packages and podman's configuration, then the pinned tool chain and the kind node
+#      image (e2e/toolchain.sh, e2e/node-image.sh; cached)
+#   2. a check that podman networks resolve container names, then a kind cluster from
+#      e2e/kind-config.yaml (podman provider) with the pod network fixed up
 #   3. the groupcast image and Redis image loaded, the chart installed with `helm install --wait`
-#   4. `helm test`, then the scenarios in e2e/tests/ (pytest)
+#   4. `helm test`, then the scenarios in e2e/tests/ (pytest), then `skaffold run -p kind,podman`
+#      into a second namespace with its own `helm test`
 #   5. teardown, always: pod logs + events on failure, cluster deleted, port-forwards stopped
 #
 # Environment: E2E_KEEP=1 keeps the cluster after the run (for debugging; delete it with
@@ -14,6 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CLUSTER=${E2E_CLUSTER:-groupcast-e2e}
 NAMESPACE=groupcast
+SKAFFOLD_NAMESPACE=groupcast-skaffold   # the skaffold step's release, beside the scenarios' one
 RELEASE=groupcast
 CHART=$ROOT/charts/groupcast
 REDIS_IMAGE=localhost/groupcast-redis:7
@@ -31,7 +35,6 @@ CREATE_TIMEOUT=600
 NODE_READY_TIMEOUT=180
 SYSTEM_PODS_TIMEOUT=240
 INSTALL_TIMEOUT=300
-PRODUCT_WAIT=${E2E_PRODUCT_WAIT:-0}   # seconds to wait for the chart and hack/image.sh to appear
 
 kubectl() { "$KUBECTL" "$@"; }
 kind() { timeout "${KIND_TIMEOUT:-$CREATE_TIMEOUT}" "$KIND" "$@"; }
@@ -114,6 +117,37 @@ on_exit() {
 
 # --- cluster ------------------------------------------------------------------------------
 
+# kind's nodes find each other by container name (`kubeadm join` dials <cluster>-control-plane),
+# which only netavark's aardvark-dns provides: prove it on a throwaway network first, rather
+# than minutes later as a failed join.
+check_podman_network() (
+  local net=groupcast-e2e-netcheck backend
+  local fix="e2e/toolchain.sh host installs netavark + aardvark-dns and selects netavark in a containers.conf drop-in"
+  backend=$(podman_network_backend) || die "podman info failed or timed out"
+  [[ $backend == netavark ]] ||
+    die "podman's network backend is '$backend', not netavark: its networks resolve no container names and kind's worker cannot join. Fix: $fix"
+  cleanup() {
+    timeout 60 podman rm -f -t 0 "$net-a" "$net-b" >/dev/null 2>&1
+    timeout 60 podman network rm -f "$net" >/dev/null 2>&1
+    return 0
+  }
+  trap cleanup EXIT
+  cleanup
+  timeout 60 podman network create "$net" >/dev/null
+  # the node image is at hand and has getent; the containers end by themselves if left behind
+  local c
+  for c in a b; do
+    timeout 60 podman run -d --name "$net-$c" --network "$net" --entrypoint sleep "$NODE_IMAGE" 300 >/dev/null
+  done
+  local deadline=$((SECONDS + 30))
+  until timeout 10 podman exec "$net-b" getent hosts "$net-a" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) ||
+      die "containers on a podman network do not resolve each other by name after 30 s (aardvark-dns): kind's worker would fail at kubeadm join. Is aardvark-dns installed (dpkg -s aardvark-dns) and running? Fix: $fix"
+    sleep 1
+  done
+  log "podman: netavark, container names resolve ($(timeout 10 podman exec "$net-b" getent hosts "$net-a" | awk '{print $1}'))"
+)
+
 create_cluster() {
   delete_cluster # a cluster left by a killed run
   kind create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --config "$E2E_DIR/kind-config.yaml" \
@@ -193,14 +227,6 @@ EOF
 }
 
 # --- groupcast -----------------------------------------------------------------------------
-
-wait_for_product() {
-  local deadline=$((SECONDS + PRODUCT_WAIT))
-  until [[ -f $CHART/Chart.yaml && -x $ROOT/hack/image.sh ]]; do
-    ((SECONDS < deadline)) || die "charts/groupcast/Chart.yaml or hack/image.sh is missing"
-    sleep 10
-  done
-}
 
 groupcast_version() {
   python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$ROOT/pyproject.toml"
@@ -309,6 +335,44 @@ scenarios() {
     timeout 1800 "$PYTHON" -m pytest -c "$E2E_DIR/pytest.ini" "$E2E_DIR/tests" ${E2E_PYTEST_ARGS:-} >&2
 }
 
+# The dev loop as a developer runs it: `skaffold run -p kind,podman` builds with podman
+# (hack/skaffold-build.sh: hack/image.sh, kind load) and deploys the chart into a second
+# namespace; the chart's helm test proves a round trip there, then `skaffold delete`.
+skaffold_run() (
+  local sock=$WORK/podman.sock ns=$SKAFFOLD_NAMESPACE api_pid
+  # skaffold inspects and tags the built image through a Docker API: podman's, on a socket of
+  # our own (the service also ends by itself after 10 idle minutes, should this step be killed)
+  rm -f "$sock"
+  podman system service --time=600 "unix://$sock" >"$LOGS/podman-api.log" 2>&1 &
+  api_pid=$!
+  # shellcheck disable=SC2064  # the pid and path are fixed now
+  trap "kill $api_pid 2>/dev/null; wait $api_pid 2>/dev/null; rm -f '$sock'" EXIT
+  local deadline=$((SECONDS + 30))
+  until curl -sf --max-time 2 --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "podman's API service did not answer on $sock within 30 s (log: ${LOGS#"$ROOT"/}/podman-api.log)"
+    sleep 0.5
+  done
+  # skaffold's own `kind load docker-image` needs a Docker CLI: hack/skaffold-build.sh loads
+  # the images instead. Nothing may phone home offline.
+  printf '%s\n' 'global:' '  kind-disable-load: true' '  collect-metrics: false' '  update-check: false' \
+    '  survey:' '    disable-prompt: true' >"$WORK/skaffold-config.yaml"
+  local skaffold=(
+    env "PATH=$(dirname "$KIND"):$(dirname "$HELM"):$KUBERNETES_BIN:$PATH" "DOCKER_HOST=unix://$sock"
+    "KIND_CLUSTER=$CLUSTER" "KIND=$KIND"
+    "$SKAFFOLD" --config "$WORK/skaffold-config.yaml"
+  )
+  local args=(-p 'kind,podman' --kube-context "kind-$CLUSTER" --namespace "$ns")
+  # every run builds: a cached artifact would skip the script that loads it into this cluster
+  (cd "$ROOT" && timeout 900 "${skaffold[@]}" run "${args[@]}" --cache-artifacts=false --status-check=true >&2)
+  kubectl -n "$ns" get pods -o wide >&2
+  if ! timeout 240 "$HELM" test "$RELEASE" -n "$ns" --timeout 180s --hide-notes >&2; then
+    kubectl -n "$ns" logs -l app.kubernetes.io/component=test --tail=100 >&2 || true
+    return 1
+  fi
+  (cd "$ROOT" && timeout 300 "${skaffold[@]}" delete "${args[@]}" >&2)
+  kubectl delete namespace "$ns" --wait --timeout=180s >&2
+)
+
 # Scenario 8: after the cluster is deleted nothing of the run may be left.
 verify_teardown() {
   local left=0
@@ -348,21 +412,23 @@ main() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
 
+  # first: debootstrap, podman and its network come from the host packages
+  "$E2E_DIR/toolchain.sh" host
   # the Debian rootfs downloads while the Go builds compile (own process group: on_exit
   # stops all of it if the run ends first)
   setsid "$E2E_DIR/node-image.sh" rootfs >"$LOGS/rootfs.log" 2>&1 &
   ROOTFS_PID=$!
-  step "tool chain (host, kind, kubectl, helm)" "$E2E_DIR/toolchain.sh"
+  step "tool chain (kind, kubectl, helm, skaffold)" "$E2E_DIR/toolchain.sh" tools
   HELM=$(helm_path)
   wait "$ROOTFS_PID" || { cat "$LOGS/rootfs.log" >&2; die "rootfs build failed"; }
   ROOTFS_PID=
   NODE_IMAGE=$(step "node image" "$E2E_DIR/node-image.sh")
 
+  step "podman network (netavark, container-name DNS)" check_podman_network
   step "create cluster" create_cluster
   step "pod network (per-node subnets, routes)" fix_pod_network
   step "persistent volumes" create_volumes
 
-  step "wait for the chart and hack/image.sh" wait_for_product
   VERSION=$(groupcast_version)
   IMAGE=localhost/groupcast:$VERSION
   step "make image + kind load image-archive" load_images
@@ -371,6 +437,7 @@ main() {
   step "helm test" helm_test
   step "python venv" venv
   step "scenarios (pytest e2e/tests)" scenarios
+  step "skaffold run -p kind,podman, helm test, skaffold delete" skaffold_run
 }
 
 main "$@"; exit

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Prepares the host and builds the pinned e2e tools: podman (configured for this kind of host),
-# kind, and the Kubernetes binaries (kubectl for the host; kubelet, kubeadm and the control plane
-# for the node image). Everything is cached under .cache/e2e/ by version; a warm run takes seconds.
+# kind, the Kubernetes binaries (kubectl for the host; kubelet, kubeadm and the control plane
+# for the node image) and skaffold. Everything is cached under .cache/e2e/ by version; a warm
+# run takes seconds.
 # Helm comes from hack/helm.sh (see helm_path in lib.sh).
+#
+#   e2e/toolchain.sh         host, then tools
+#   e2e/toolchain.sh host    only the host: Debian packages, podman configuration, /lib/modules
+#   e2e/toolchain.sh tools   only the Go-built tools (kind, Kubernetes, helm, skaffold)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-HOST_PACKAGES=(podman runc debootstrap libseccomp-dev pkg-config gcc libc6-dev prometheus)
+# netavark + aardvark-dns: container-name DNS on podman networks, which kind's `kubeadm join`
+# needs (--no-install-recommends would leave podman on CNI, which has none); netavark programs
+# the bridge networks' NAT and port forwards with iptables.
+HOST_PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap libseccomp-dev pkg-config gcc libc6-dev prometheus)
+NETWORK_DROPIN=/etc/containers/containers.conf.d/50-groupcast-e2e-network.conf
 
 host_packages() {
   local missing=() p
@@ -44,9 +53,49 @@ runtime = "runc"'
   fi
 }
 
+# netavark, explicitly: podman keeps using CNI on a machine whose storage it already used
+# with CNI, even once netavark is installed.
+podman_network() {
+  local was want='[network]
+network_backend = "netavark"'
+  was=$(podman_network_backend)
+  if [[ $was != netavark ]]; then
+    # containers and networks made on CNI cannot be torn down by netavark: remove our own
+    # while CNI still can (kind recreates its network on netavark)
+    local ours
+    mapfile -t ours < <(podman ps -aq --filter 'name=^groupcast-e2e')
+    ((${#ours[@]} == 0)) || timeout 180 podman rm -f -t 0 -v "${ours[@]}" >/dev/null
+    if podman network exists kind && [[ -z $(podman ps -aq --filter network=kind) ]]; then
+      podman network rm kind >/dev/null
+    fi
+    # CNI's bridges outlive their networks; an idle cni-podman0 would keep the subnet of
+    # netavark's default network
+    local br
+    for br in $(ip -o link show type bridge | awk -F': ' '$2 ~ /^cni-podman/ {print $2}'); do
+      [[ -n $(ip -o link show master "$br") ]] || ip link delete "$br"
+    done
+  fi
+  if [[ $(cat "$NETWORK_DROPIN" 2>/dev/null) != *"$want"* ]]; then
+    mkdir -p "$(dirname "$NETWORK_DROPIN")"
+    printf '%s\n' "# written by groupcast e2e/toolchain.sh: kind needs container-name DNS" "$want" >"$NETWORK_DROPIN"
+    log "wrote $NETWORK_DROPIN"
+  fi
+  local now
+  now=$(podman_network_backend)
+  [[ $now == netavark ]] || die "podman uses the '$now' network backend although $NETWORK_DROPIN selects netavark:" \
+    "a containers.conf read after it overrides it (grep -r network_backend /etc/containers /usr/share/containers)"
+  if [[ $was != netavark ]]; then
+    log "podman network backend: $was -> netavark"
+    local others
+    others=$(podman ps -a --format '{{.Names}}' | tr '\n' ' ')
+    [[ -z $others ]] || log "warning: containers created on $was must be recreated for netavark: $others(or \`podman system reset --force\`, which removes all containers and images)"
+  fi
+}
+
 host_setup() {
   host_packages
   podman_config
+  podman_network
   # kind's podman provider bind-mounts /lib/modules read-only; this host has none.
   mkdir -p /lib/modules
 }
@@ -107,15 +156,40 @@ kubernetes_build() {
   rm -rf "$src"
 }
 
-main() {
-  step "host packages, podman config, /lib/modules" with_lock host host_setup
+# skaffold's go.mod has replace directives (go install refuses): build inside a copy of it.
+skaffold_build() {
+  local dir=$CACHE/skaffold-$SKAFFOLD_VERSION tmp
+  cached "$dir" && return 0
+  tmp=$(mktemp -d "$CACHE/.skaffold.XXXXXX")
+  build_in_module "github.com/GoogleContainerTools/skaffold/v2@$SKAFFOLD_VERSION" "$tmp" timetzdata \
+    "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION" \
+    ./cmd/skaffold
+  "$tmp/skaffold" version
+  publish "$tmp" "$dir"
+}
+
+tools() {
   step "kind $KIND_VERSION" with_lock kind kind_build
   step "kubernetes $KUBERNETES_VERSION binaries (kubectl + node)" with_lock kubernetes kubernetes_build
+  step "skaffold $SKAFFOLD_VERSION" with_lock skaffold skaffold_build
   local helm
   helm=$(step "helm $HELM_VERSION" helm_path)
   log "kind: $KIND"
+  log "skaffold: $SKAFFOLD"
   log "kubectl: $KUBECTL"
   log "helm: $helm"
+}
+
+main() {
+  case ${1:-all} in
+    host) step "host packages, podman config, /lib/modules" with_lock host host_setup ;;
+    tools) tools ;;
+    all)
+      step "host packages, podman config, /lib/modules" with_lock host host_setup
+      tools
+      ;;
+    *) die "usage: $0 [all|host|tools]" ;;
+  esac
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

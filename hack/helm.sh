@@ -4,13 +4,15 @@
 # Only the path goes to stdout; build progress goes to stderr.
 set -euo pipefail
 
-HELM_VERSION=v3.20.2
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# HELM_VERSION: one pin for the chart tests and the e2e run
+# shellcheck source=e2e/versions.env
+source "$root/e2e/versions.env"
 # Kubernetes minor of helm's client-go (v0.35.1), stamped as helm's Makefile does; without it
 # `helm template` assumes Kubernetes v1.20 and fails charts with a kubeVersion constraint.
 K8S_MAJOR=1
 K8S_MINOR=35
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir="$root/.cache/tools/helm-$HELM_VERSION"
 bin="$dir/helm"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the groupcast image with podman, offline (no registry): `make image`.
 #
-#   hack/image.sh          base images (cached) + groupcast:<version> + groupcast-redis:7
+#   hack/image.sh          base images (cached) + groupcast:<version> + groupcast-redis:7;
+#                          prints the groupcast image's name (all progress goes to stderr)
 #   hack/image.sh smoke    also run each role read-only against a loopback Redis and check
 #                          /readyz, a publish/receive round trip and a SIGTERM exit
 #
@@ -9,14 +10,15 @@
 # the image), so a second run only rebuilds the groupcast layers.
 set -euo pipefail
 
-DEBIAN_SUITE=bookworm
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# DEBIAN_SUITE: pinned once, beside the e2e tool chain's versions
+DEBIAN_SUITE=$(sed -n 's/^DEBIAN_SUITE=\([a-z]*\).*/\1/p' "$root/e2e/versions.env")
 DEBIAN_IMAGE=localhost/debian:$DEBIAN_SUITE
 PYTHON_IMAGE=localhost/groupcast-python:$DEBIAN_SUITE
 REDIS_IMAGE=localhost/groupcast-redis:7
 HASH_LABEL=org.groupcast.input-hash
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=$root/.cache/image
 log() { echo "image.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -29,7 +31,7 @@ host_packages() {
   [[ ${#need[@]} -eq 0 ]] && return
   [[ $(id -u) -eq 0 ]] || die "need root to install ${need[*]}"
   log "installing ${need[*]} from Debian"
-  apt-get update -qq
+  apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
@@ -83,12 +85,14 @@ debian_base() {
 }
 
 # Builds $2 from hack/image/$1 on the Debian base unless its inputs are unchanged.
+# Every build uses the host's network: apt and pip in RUN steps cannot reach the mirror from
+# podman's default bridge on netavark here (shared/platform.md).
 derived_image() {
   local file=$root/hack/image/$1 tag=$2 base_key=$3 key
   key=$(input_hash "$base_key" "$(cat "$file")")
   [[ $(image_hash "$tag") == "$key" ]] && { log "$tag cached ($key)"; return; }
   log "building $tag"
-  nice -n 10 podman build --pull=never --build-arg "DEBIAN_BASE=$DEBIAN_IMAGE" \
+  nice -n 10 podman build --pull=never --network host --build-arg "DEBIAN_BASE=$DEBIAN_IMAGE" \
     --label "$HASH_LABEL=$key" -f "$file" -t "$tag" "$root/hack/image" >&2
 }
 
@@ -96,7 +100,7 @@ groupcast_image() {
   local version
   version=$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["project"]["version"])' "$root/pyproject.toml")
   log "building groupcast:$version on $PYTHON_IMAGE"
-  nice -n 10 podman build --pull=never \
+  nice -n 10 podman build --pull=never --network host \
     --build-arg "BASE_IMAGE=$PYTHON_IMAGE" \
     --secret "id=cacert,src=$CA_BUNDLE" \
     -t "groupcast:$version" -t "localhost/groupcast:$version" -f "$root/Dockerfile" "$root" >&2
@@ -173,7 +177,7 @@ main() {
   groupcast_image
   log "built $IMAGE and $REDIS_IMAGE"
   [[ ${1:-} == smoke ]] && smoke
-  return 0
+  echo "$IMAGE"
 }
 
 main "$@"

@@ -127,6 +127,14 @@ def test_every_resource_has_component_labels(case):
         assert labels["app.kubernetes.io/component"]
 
 
+def test_a_long_image_tag_still_makes_valid_labels(render):
+    """skaffold deploys a local build as <name>:<64-hex image id>; a label value holds 63 characters."""
+    tag = "85f14e9624f8eb825da98aa6f49e5ddef695a44bc4b577e682d633072f91f1e1"
+    docs = render({"image": {"tag": tag}})
+    assert {doc["metadata"]["labels"]["app.kubernetes.io/version"] for doc in docs} == {tag[:63]}
+    assert {c["image"] for _, spec in pod_specs(docs) for c in spec["containers"] if "redis" not in c["image"]} == {f"groupcast:{tag}"}
+
+
 def test_socket_pods_outlast_their_drain(case):
     _, docs = case
     spec = one(docs, "Deployment", "groupcast-socket")["spec"]["template"]["spec"]

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -79,3 +80,23 @@ def test_offline_profile_matches_image_script():
     (offline,) = [p for p in CONFIG["profiles"] if p["name"] == "offline"]
     base = next(p["value"] for p in offline["patches"] if p["path"].endswith("buildArgs"))["BASE_IMAGE"]
     assert f"PYTHON_IMAGE={base.replace('bookworm', '$DEBIAN_SUITE')}" in Path(ROOT / "hack" / "image.sh").read_text()
+
+
+def test_podman_profile_builds_with_the_image_script(render):
+    (podman,) = [p for p in CONFIG["profiles"] if p["name"] == "podman"]
+    patched = apply_patches(CONFIG, podman["patches"])
+    (artifact,) = patched["build"]["artifacts"]
+    # the same name, so the IMAGE_REPO_/IMAGE_TAG_ templates of the release still apply
+    assert artifact["image"] == CONFIG["build"]["artifacts"][0]["image"]
+    script = ROOT / artifact["custom"]["buildCommand"]
+    assert os.access(script, os.X_OK)
+    assert "hack/image.sh" in script.read_text()
+    (release,) = patched["deploy"]["helm"]["releases"]
+    image = release["overrides"]["redis"]["image"]
+    redis = f'{image["repository"]}:{image["tag"]}'
+    assert f"REDIS_IMAGE={redis}" in (ROOT / "hack" / "image.sh").read_text()
+    assert f"REDIS_IMAGE={redis}" in script.read_text()
+    # as skaffold calls helm: overrides as a values file, the templates as --set
+    docs = render(release["overrides"], "--set", "image.repository=groupcast", "--set", "image.tag=0123")
+    images = {c["image"] for d in docs if d["kind"] == "StatefulSet" for c in d["spec"]["template"]["spec"]["containers"]}
+    assert redis in images

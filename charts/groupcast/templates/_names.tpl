@@ -29,7 +29,8 @@
 {{- define "groupcast.labels" -}}
 helm.sh/chart: {{ include "groupcast.chart" .ctx }}
 {{ include "groupcast.selectorLabels" . }}
-app.kubernetes.io/version: {{ .ctx.Values.image.tag | default .ctx.Chart.AppVersion | quote }}
+{{- /* a label value holds 63 characters at most, a tag up to 128 (skaffold's local builds: 64) */}}
+app.kubernetes.io/version: {{ regexReplaceAll "[-_.]+$" (.ctx.Values.image.tag | default .ctx.Chart.AppVersion | trunc 63) "" | quote }}
 app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 app.kubernetes.io/part-of: groupcast
 {{- end }}
