@@ -18,6 +18,40 @@ def is_group_name(value):
     return isinstance(value, str) and GROUP_NAME.fullmatch(value) is not None
 
 
+# A token's groups: an exact name, or a prefix of one ending in "*" ("room.*"; "*" alone
+# is every group).
+GROUP_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}|[A-Za-z0-9_.-]{0,99}\*")
+
+
+def is_group_pattern(value):
+    return isinstance(value, str) and GROUP_PATTERN.fullmatch(value) is not None
+
+
+class GroupPatterns:
+    """The groups a token names: exact names and prefixes."""
+
+    __slots__ = ("names", "prefixes")
+
+    def __init__(self, patterns=()):
+        self.names = frozenset(p for p in patterns if not p.endswith("*"))
+        self.prefixes = tuple(sorted({p[:-1] for p in patterns if p.endswith("*")}))
+
+    def allows(self, group):
+        return group in self.names or any(group.startswith(prefix) for prefix in self.prefixes)
+
+    def __bool__(self):
+        return bool(self.names or self.prefixes)
+
+    def __eq__(self, other):
+        return isinstance(other, GroupPatterns) and (self.names, self.prefixes) == (other.names, other.prefixes)
+
+    def __hash__(self):
+        return hash((self.names, self.prefixes))
+
+    def __repr__(self):
+        return f"GroupPatterns({sorted(self.names) + [p + '*' for p in self.prefixes]})"
+
+
 def parse_offset(value):
     """An offset as a comparable (milliseconds, sequence) pair; ValueError if malformed."""
     match = OFFSET.fullmatch(value) if isinstance(value, str) else None

@@ -70,6 +70,15 @@ HANDSHAKES_REFUSED = Counter(
     "(GROUPCAST_HANDSHAKE_TIMEOUT) or over_limit (GROUPCAST_MAX_PENDING_HANDSHAKES).",
     ["reason"],
 )
+API_DISCONNECTS = Counter(
+    "groupcast_api_disconnects", "Connections closed with 4009 by POST /api/v1/disconnect."
+)
+TOKEN_REFRESHES = Counter(
+    "groupcast_token_refreshes", "Tokens refreshed over an open WebSocket, by outcome.", ["outcome"]
+)
+CLIENT_PUBLISHES = Counter(
+    "groupcast_client_publishes", "Publish frames from clients, by outcome.", ["outcome"]
+)
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",
     "WebSocket connections opened, by how their frames are written: direct (the fast "
@@ -108,6 +117,8 @@ ROLE_LABELS = {
         (DISCONNECTS, ["1000", "1001", "1006", "1009", "1012", "1013", "4001", "4003", "4008"]),
         (CONNECTION_SINKS, ["direct", "asgi"]),
         (HANDSHAKES_REFUSED, ["timeout", "over_limit"]),
+        (TOKEN_REFRESHES, ["refreshed", "refused"]),
+        (CLIENT_PUBLISHES, ["published", "forbidden", "failed"]),
         (EVENTS, ["sent", "dropped"]),
     ],
     "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],
@@ -124,6 +135,10 @@ class SocketGauges:
         )
         self.groups_local = Gauge(
             "groupcast_groups_local", "Groups with at least one member in this process."
+        )
+        self.presence_members = Gauge(
+            "groupcast_presence_members",
+            "Presence memberships held by this process (one per group and sub present here).",
         )
         self.send_queue_depth = Gauge(
             "groupcast_send_queue_depth",

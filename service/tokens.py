@@ -1,12 +1,16 @@
-"""Client tokens: HS256 JWTs naming the subject and the groups it may subscribe to."""
+"""Client tokens: HS256 JWTs naming the subject, the groups it may subscribe to and
+publish to (exact names, or prefixes ending in `*`), and what others see of it (`info`)."""
 
+import json
 import time
 from dataclasses import dataclass
 
 import jwt
 from django.conf import settings
 
-from service.groups import is_group_name
+from service.groups import GroupPatterns, is_group_pattern
+
+INFO_MAX_BYTES = 1024
 
 ALGORITHM = "HS256"
 
@@ -18,14 +22,32 @@ class TokenError(Exception):
 @dataclass(frozen=True, slots=True)
 class Claims:
     sub: str
-    groups: frozenset
+    groups: GroupPatterns  # what it may subscribe to
+    publish: GroupPatterns  # what it may publish to over its WebSocket
+    info: dict | None  # shown to the other members of its presence groups
+    exp: float
 
 
-def token_issue(*, sub, groups, ttl, now=None):
-    """Sign a token for `sub` allowed into `groups` for `ttl` seconds."""
+def token_issue(*, sub, groups, ttl, publish=(), info=None, now=None):
+    """Sign a token for `sub` allowed into `groups` (and to publish to `publish`) for
+    `ttl` seconds."""
     issued = int(now if now is not None else time.time())
     payload = {"sub": sub, "groups": list(groups), "iat": issued, "nbf": issued, "exp": issued + ttl}
+    if publish:
+        payload["publish"] = list(publish)
+    if info is not None:
+        payload["info"] = info
     return jwt.encode(payload, settings.GROUPCAST_JWT_SECRETS[0], algorithm=ALGORITHM)
+
+
+def info_valid(info):
+    """True for what `info` may be: a JSON object of at most 1 kB."""
+    if not isinstance(info, dict):
+        return False
+    try:
+        return len(json.dumps(info, separators=(",", ":"), ensure_ascii=False).encode()) <= INFO_MAX_BYTES
+    except (TypeError, ValueError):
+        return False
 
 
 def token_verify(token):
@@ -68,9 +90,13 @@ def _claims(payload):
         raise TokenError("invalid token: exp must be a number")
     if exp - time.time() > settings.GROUPCAST_TOKEN_MAX_TTL + settings.GROUPCAST_JWT_LEEWAY:
         raise TokenError("invalid token: exp is further away than GROUPCAST_TOKEN_MAX_TTL")
-    sub, groups = payload["sub"], payload.get("groups", [])
-    if not isinstance(sub, str) or not 1 <= len(sub) <= 200 or not isinstance(groups, list):
-        raise TokenError("invalid token: sub must be a string of 1-200 characters and groups a list")
-    if not all(is_group_name(group) for group in groups):
-        raise TokenError("invalid token: groups must be valid group names")
-    return Claims(payload["sub"], frozenset(groups))
+    sub, groups, publish = payload["sub"], payload.get("groups", []), payload.get("publish", [])
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 200:
+        raise TokenError("invalid token: sub must be a string of 1-200 characters")
+    for name, patterns in (("groups", groups), ("publish", publish)):
+        if not isinstance(patterns, list) or not all(is_group_pattern(p) for p in patterns):
+            raise TokenError(f"invalid token: {name} must be a list of group names or prefixes ending in *")
+    info = payload.get("info")
+    if info is not None and not info_valid(info):
+        raise TokenError("invalid token: info must be a JSON object of at most 1 kB")
+    return Claims(sub, GroupPatterns(groups), GroupPatterns(publish), info, float(exp))

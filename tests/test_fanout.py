@@ -12,6 +12,7 @@ from service.socket.sinks import AsgiSink
 from service.socket.subscribers import TOO_SLOW, Subscriber
 from service.storage import keys, wire
 from service.storage.publishing import apublish_message
+from service.tokens import token_issue, token_verify
 from tests.conftest import eventually
 
 
@@ -25,7 +26,8 @@ class Client:
         if not blocked:
             self.unblocked.set()
         self.subscriber = Subscriber(
-            channel_name=f"test.{name}!", sink=AsgiSink(self.send), allowed_groups={"g"}
+            channel_name=f"test.{name}!", sink=AsgiSink(self.send),
+            claims=token_verify(token_issue(sub=name, groups=["g"], ttl=600)),
         )
 
     async def send(self, message):

@@ -156,14 +156,31 @@ def spec_frame(body):
     kind = body["type"]
     if kind == "ping":
         return ClientFrame("ping")
-    if kind not in ("subscribe", "unsubscribe"):
+    if kind not in ("subscribe", "unsubscribe", "publish", "refresh"):
         return "unknown_type"
+    if kind == "refresh":
+        token = body.get("token")
+        return ClientFrame("refresh", token=token) if isinstance(token, str) and token else "bad_frame"
     if not spec_group(body.get("group")):
         return "bad_group"
-    since = body.get("since") if kind == "subscribe" else None
+    if kind == "unsubscribe":
+        return ClientFrame(kind, body["group"])
+    if kind == "publish":
+        if "data" not in body:
+            return "bad_frame"
+        text = json.dumps(body["data"], separators=(",", ":"), ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no client could read it back
+            return "bad_frame"
+        return ClientFrame(kind, body["group"], data_json=text)
+    since = body.get("since")
     if since is not None and spec_offset(since) is None:
         return "bad_offset"
-    return ClientFrame(kind, body["group"], since)
+    presence, join_leave = body.get("presence", False), body.get("join_leave", True)
+    if type(presence) is not bool or type(join_leave) is not bool:
+        return "bad_frame"
+    return ClientFrame(kind, body["group"], since, presence, join_leave)
 
 
 # A text frame is UTF-8, but its JSON may escape lone surrogates ("\ud800").
@@ -173,11 +190,15 @@ surrogate_text = st.text(
 frame_bodies = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["ping", "subscribe", "unsubscribe"])
+        "type": st.sampled_from(["ping", "subscribe", "unsubscribe", "publish", "refresh"])
         | st.text(max_size=8)
         | json_values,
         "group": any_groups | surrogate_text,
         "since": offsets | near_miss_offsets | json_non_strings | surrogate_text,
+        "data": json_values | surrogate_text,
+        "token": st.text(max_size=20) | json_values,
+        "presence": st.booleans() | json_values,
+        "join_leave": st.booleans() | json_values,
     },
 ).flatmap(
     lambda frame: st.dictionaries(st.text(max_size=6), json_values, max_size=2).map(
@@ -204,7 +225,7 @@ def test_frame_parser_raises_nothing_but_frame_errors(text):
     except FrameError as error:
         assert error.code in FRAME_ERRORS and error.message
     else:
-        assert isinstance(frame, ClientFrame) and frame.type in ("ping", "subscribe", "unsubscribe")
+        assert isinstance(frame, ClientFrame) and frame.type in ("ping", "subscribe", "unsubscribe", "publish", "refresh")
 
 
 @fuzz(300)
@@ -284,15 +305,38 @@ def test_offsets_redis_cannot_read_are_bad_offsets(since):
 # API request bodies (service/api/requests.py)
 
 
+def spec_pattern(value):
+    """A group name, or a prefix of one (possibly empty) followed by *, 100 characters at most."""
+    if not isinstance(value, str):
+        return False
+    if value.endswith("*"):
+        return len(value) <= 100 and (value == "*" or spec_group(value[:-1]))
+    return spec_group(value)
+
+
+def spec_info(value):
+    """A JSON object of at most 1 kB as UTF-8 (lone surrogates cannot be sent on)."""
+    if not isinstance(value, dict):
+        return False
+    try:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")) <= 1024
+    except UnicodeEncodeError:
+        return False
+
+
 def spec_token(body, max_ttl):
     sub, groups, ttl = body.get("sub"), body.get("groups"), body.get("ttl", 3600)
+    publish, info = body.get("publish", []), body.get("info")
     if not (isinstance(sub, str) and 1 <= len(sub) <= 200):
         return None
-    if not (isinstance(groups, list) and all(spec_group(g) for g in groups)):
-        return None
+    for patterns in (groups, publish):
+        if not (isinstance(patterns, list) and all(spec_pattern(p) for p in patterns)):
+            return None
     if not (type(ttl) is int and 1 <= ttl <= max_ttl):
         return None
-    return sub, groups, ttl
+    if info is not None and not spec_info(info):
+        return None
+    return sub, groups, ttl, publish, info
 
 
 token_bodies = st.fixed_dictionaries(
@@ -305,6 +349,12 @@ token_bodies = st.fixed_dictionaries(
         "ttl": st.integers(-5, 90000)
         | st.integers()
         | st.floats(allow_nan=False, allow_infinity=False)
+        | json_values,
+        "publish": st.lists(group_names.map(lambda g: g[:99] + "*") | group_names, max_size=3)
+        | st.lists(st.text(max_size=5), max_size=2)
+        | json_values,
+        "info": st.dictionaries(st.text(max_size=8), json_values, max_size=3)
+        | st.just({"big": "x" * 1100})
         | json_values,
     },
 )
@@ -688,7 +738,7 @@ def test_every_answer_is_documented_json_and_nothing_invalid_is_stored(wire, dat
                 wire["once"][scoped] = answer["offset"]
     elif request["name"] == "tokens":
         claims = token_verify(answer["token"])
-        assert claims.sub == sent["sub"] and claims.groups == frozenset(sent["groups"])
+        assert claims.sub == sent["sub"] and claims.groups.names == frozenset(sent["groups"])
         assert answer["expires_in"] == sent.get("ttl", 3600)
     elif request["name"] == "jobs":
         record = redis.hgetall(f"{prefix}:job:{answer['job']}")

@@ -59,6 +59,11 @@ class Api:
     def publish(self, group, data, timeout=10):
         return self.request("POST", "/api/v1/publish", {"group": group, "data": data}, timeout=timeout)
 
+    def disconnect(self, sub):
+        answer = self.request("POST", "/api/v1/disconnect", {"sub": sub})
+        assert answer.status == 200, f"disconnect {sub}: {answer}"
+        return answer.body["disconnected"]
+
     def group(self, group):
         answer = self.request("GET", f"/api/v1/groups/{group}")
         assert answer.status == 200, f"group {group}: {answer}"
@@ -172,6 +177,9 @@ class Subscriber:
                 self.closes.append(ws.close_code)
             except ConnectionClosed as closed:
                 self.closes.append(closed.rcvd.code if closed.rcvd else None)
+            if self.closes and self.closes[-1] == 4009:
+                self._changed.set()
+                return  # disconnected by the server: the contract says not to come back
             except (OSError, InvalidHandshake, InvalidStatus, TimeoutError) as error:
                 self.closes.append(f"connect failed: {type(error).__name__}")
                 await asyncio.sleep(backoff)

@@ -1,7 +1,8 @@
 """Scenario 3: socket pods 1 -> 3, by `kubectl scale` and by the chart's HPA values.
 
 With clients on every socket pod (a port-forward to each pod), one publish reaches each
-subscriber exactly once, and GET /api/v1/groups/<g> counts all of them.
+subscriber exactly once, and GET /api/v1/groups/<g> counts all of them. Then one user,
+connected on all three pods, is thrown out by one API call.
 """
 
 import asyncio
@@ -71,3 +72,29 @@ async def test_scale_with_hpa_values(api, cluster, forwards, report):
     pods = await asyncio.to_thread(cluster.wait_pods, "socket", 3)
     numbers = await fan_out_to_every_pod(api, pods, forwards, "hpa")
     report.add("3 scale 1->3 (helm values, HPA)", **numbers)
+
+
+async def test_disconnect_a_user_across_three_socket_pods(api, cluster, forwards, report):
+    pods = await asyncio.to_thread(cluster.wait_pods, "socket", 3)
+    group = unique("s3d")
+    banned, bystanders = [], []
+    for pod in pods:
+        url = f"ws://127.0.0.1:{forwards(f'pod/{pod}', 8001).local_port}/ws"
+        banned.append(Subscriber(f"banned@{pod}", url, api.token([group], sub="banned"), [group]))
+        bystanders.append(Subscriber(f"other@{pod}", url, api.token([group], sub="other"), [group]))
+    try:
+        await asyncio.gather(*(s.start() for s in banned + bystanders))
+        disconnected = await asyncio.to_thread(api.disconnect, "banned")
+        assert disconnected == len(pods)
+        for subscriber in banned:
+            await subscriber.wait_for(lambda s=subscriber: 4009 in s.closes, 15, "the 4009 close")
+        published = await api.apublish(group, {"after": "disconnect"})
+        assert published.status == 200, published
+        for subscriber in bystanders:
+            await subscriber.wait_for(lambda s=subscriber: published.body["offset"] in s.offsets(group), 15, "the message")
+        assert all(s.offsets(group) == [] for s in banned)
+        report.add("3 disconnect a user on 3 socket pods", pods=len(pods), disconnected=disconnected,
+                   closed_4009=sum(4009 in s.closes for s in banned),
+                   bystanders_received=sum(len(s.offsets(group)) for s in bystanders))
+    finally:
+        await asyncio.gather(*(s.stop() for s in banned + bystanders))

@@ -7,7 +7,8 @@ from datetime import datetime
 from django.conf import settings
 
 from service.api.errors import ApiError, bad_request
-from service.groups import GROUP_RULE, is_group_name
+from service.groups import GROUP_RULE, is_group_name, is_group_pattern
+from service.tokens import info_valid
 
 MAX_JOB_GROUPS = 10000
 
@@ -75,19 +76,41 @@ def publish_request(body):
     return group_field(body), data_field(body)
 
 
-def token_request(body):
+def sub_field(body):
     sub = body.get("sub")
     if not isinstance(sub, str) or not 1 <= len(sub) <= 200:
         raise bad_request('"sub" must be a string of 1-200 characters')
-    groups = body.get("groups")
-    if not isinstance(groups, list) or not all(is_group_name(g) for g in groups):
-        raise bad_request(f'"groups" must be a list of group names ({GROUP_RULE})', "bad_group")
+    return sub
+
+
+def patterns_field(body, name, default=None):
+    patterns = body.get(name, default)
+    if not isinstance(patterns, list) or not all(is_group_pattern(p) for p in patterns):
+        raise bad_request(
+            f'"{name}" must be a list of group names ({GROUP_RULE}) or prefixes ending in *',
+            "bad_group",
+        )
+    return patterns
+
+
+def token_request(body):
+    """(sub, groups, ttl, publish, info) of a token to issue."""
+    sub = sub_field(body)
+    groups = patterns_field(body, "groups")
+    publish = patterns_field(body, "publish", [])
     ttl = body.get("ttl", 3600)
     if type(ttl) is not int or not 1 <= ttl <= settings.GROUPCAST_TOKEN_MAX_TTL:
         raise bad_request(
             f'"ttl" must be an integer from 1 to {settings.GROUPCAST_TOKEN_MAX_TTL} seconds'
         )
-    return sub, groups, ttl
+    info = body.get("info")
+    if info is not None and not info_valid(info):
+        raise bad_request('"info" must be a JSON object of at most 1 kB (shown to other members)')
+    return sub, groups, ttl, publish, info
+
+
+def unsubscribe_request(body):
+    return sub_field(body), group_field(body)
 
 
 def job_request(body, now):

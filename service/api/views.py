@@ -1,6 +1,7 @@
 """HTTP API views: parse, call a service function, answer. See README, "HTTP API"."""
 
 import functools
+import json
 import time
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from service.api.api_keys import api_key_valid
 from service.groups import GROUP_RULE, is_group_name
 from service.storage.history import history_last_offset
 from service.storage.jobs import job_create, job_get
-from service.storage.presence import group_subscribers
+from service.storage.control import control_request
+from service.storage.presence import group_subscribers, members_page_sync
 from service.storage.publishing import NotReplicated, publish_message
 from service.tokens import token_issue
 
@@ -104,8 +106,9 @@ def publish(request):
 
 @endpoint("tokens", "POST")
 def tokens(request):
-    sub, groups, ttl = requests.token_request(requests.json_body(request))
-    return 200, {"token": token_issue(sub=sub, groups=groups, ttl=ttl), "expires_in": ttl}
+    sub, groups, ttl, publish, info = requests.token_request(requests.json_body(request))
+    token = token_issue(sub=sub, groups=groups, ttl=ttl, publish=publish, info=info)
+    return 200, {"token": token, "expires_in": ttl}
 
 
 @endpoint("jobs", "POST")
@@ -121,6 +124,44 @@ def job(request, job_id):
     if status is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     return 200, status
+
+
+@endpoint("presence", "GET")
+def presence(request, name):
+    """The group's present members across every socket pod, a page at a time."""
+    if not is_group_name(name):
+        raise requests.bad_request(f"group must be {GROUP_RULE}", "bad_group")
+    cursor = request.GET.get("cursor", "0")
+    limit = request.GET.get("limit", "100")
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 20 and int(cursor) < 2**64):
+        raise requests.bad_request("cursor must be one a previous page returned")
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 1000):
+        raise requests.bad_request("limit must be a whole number from 1 to 1000")
+    limit = int(limit)
+    members, count, next_cursor = members_page_sync(group=name, cursor=cursor, count=limit)
+    return 200, {
+        "group": name,
+        "members": [
+            {"sub": m["sub"], "info": json.loads(m["info"]), "connections": m["connections"]}
+            for m in members
+        ],
+        "member_count": count,
+        "cursor": next_cursor,
+    }
+
+
+@endpoint("disconnect", "POST")
+def disconnect(request):
+    """Close every connection of a sub, on every socket pod, with 4009."""
+    sub = requests.sub_field(requests.json_body(request))
+    return 200, {"disconnected": control_request(op="disconnect", sub=sub)}
+
+
+@endpoint("unsubscribe", "POST")
+def unsubscribe(request):
+    """Take a sub's connections out of a group, on every socket pod."""
+    sub, group = requests.unsubscribe_request(requests.json_body(request))
+    return 200, {"unsubscribed": control_request(op="unsubscribe", sub=sub, group=group)}
 
 
 @endpoint("group", "GET")

@@ -28,6 +28,8 @@ from service.storage import wire
 log = logging.getLogger("service.layer")
 
 GROUP_MARK = "__groupcast_group__"
+# a channel no group can be named (~ is not in the alphabet), to see a link come up
+READY = b"~layer"
 LINK_PING_SECONDS = 5.0
 
 # every running Listener, so that the process can stop them all at exit
@@ -285,7 +287,7 @@ class Link:
             client = self.layer.pubsub_client(self.index)
             self.pubsub = client.pubsub()
             try:
-                await self.pubsub.subscribe(self.prefix + b"~")  # the link is up once confirmed
+                await self.pubsub.subscribe(self.prefix + READY)  # the link is up once confirmed
                 if self.channels:
                     await self.pubsub.subscribe(*self.channels)
                 await self._read()
@@ -326,7 +328,7 @@ class Link:
                 if channel.startswith(self.prefix):
                     await self.heard(channel[len(self.prefix):].decode(), message["data"])
             elif kind == "subscribe":
-                if message["channel"] == self.prefix + b"~":
+                if message["channel"] == self.prefix + READY:
                     self.ready.set()
                 confirmed = self.confirmations.pop(message["channel"], None)
                 if confirmed is not None and not confirmed.done():

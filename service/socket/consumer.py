@@ -1,9 +1,9 @@
 """The WebSocket consumer: one client speaking the groupcast protocol.
 
 connect: check the origin and the token, then accept. Each text frame is a subscribe,
-unsubscribe or ping; anything else is answered with an error frame and the connection
-stays open. Membership goes through the process's hub, whose fan-out writes published
-messages straight to this client's socket.
+unsubscribe, publish, refresh or ping; anything else is answered with an error frame and
+the connection stays open. Membership goes through the process's hub, whose fan-out
+writes published messages straight to this client's socket.
 """
 
 import logging
@@ -16,9 +16,17 @@ from redis import RedisError
 from service import metrics
 from service.socket import events
 from service.socket.hub import current_hub
-from service.socket.frames import PONG, FrameError, parse_client_frame
+from service.socket.frames import (
+    PONG,
+    FrameError,
+    parse_client_frame,
+    published_frame,
+    refreshed_frame,
+    unsubscribed_frame,
+)
 from service.socket.sinks import sink_for
 from service.socket.subscribers import BAD_TOKEN, FORBIDDEN, TOO_LARGE, TOO_SLOW, Subscriber
+from service.storage.publishing import apublish_encoded
 from service.tokens import TokenError, token_verify
 from service.upstream.channels import LeanDispatch
 
@@ -54,8 +62,7 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
         self.subscriber = Subscriber(
             channel_name=self.channel_name,
             sink=sink_for(self.base_send),
-            sub=claims.sub if claims else "",
-            allowed_groups=claims.groups if claims else frozenset(),
+            claims=claims,
         )
         if refusal:
             code, error_code, message = refusal
@@ -88,13 +95,17 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
         if frame.type == "ping":
             subscriber.send(PONG)
         elif frame.type == "subscribe":
-            await self.subscribe(frame.group, frame.since)
-        else:
+            await self.subscribe(frame.group, frame.since, frame.presence, frame.join_leave)
+        elif frame.type == "unsubscribe":
             await self.unsubscribe(frame.group)
+        elif frame.type == "publish":
+            await self.publish(frame.group, frame.data_json)
+        else:
+            await self.refresh(frame.token)
 
-    async def subscribe(self, group, since):
+    async def subscribe(self, group, since, presence, join_leave):
         subscriber = self.subscriber
-        if group not in subscriber.allowed_groups:
+        if not subscriber.may_subscribe(group):
             subscriber.send_error("forbidden", "the token does not allow this group", group)
             subscriber.close(FORBIDDEN, "group not in token")
             return
@@ -109,7 +120,7 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
             )
             return
         try:
-            await self.hub.join(group, subscriber, since=since)
+            await self.hub.join(group, subscriber, since=since, presence=presence, join_leave=join_leave)
         except (RedisError, ConnectionError, TimeoutError) as error:
             log.warning("subscribe to %s failed: %s", group, error)  # expected while Redis is away
             subscriber.send_error("unavailable", "subscription failed, try again", group)
@@ -120,6 +131,46 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
         if group in self.subscriber.groups:
             await self.hub.leave(group, self.subscriber)
             events.emit("unsubscribe", sub=self.subscriber.sub, group=group)
+
+    async def publish(self, group, data_json):
+        """A message from the client, allowed by its token's `publish` claim: stored and
+        delivered like an HTTP publish."""
+        subscriber = self.subscriber
+        if not subscriber.may_publish(group):
+            metrics.CLIENT_PUBLISHES.labels("forbidden").inc()
+            subscriber.send_error("forbidden", "the token does not allow publishing to this group", group)
+            return
+        try:
+            offset = await apublish_encoded(group=group, data_json=data_json)
+        except (RedisError, ConnectionError, TimeoutError) as error:
+            log.warning("client publish to %s failed: %s", group, error)
+            metrics.CLIENT_PUBLISHES.labels("failed").inc()
+            subscriber.send_error("unavailable", "not published, try again", group)
+            return
+        metrics.CLIENT_PUBLISHES.labels("published").inc()
+        subscriber.send(published_frame(group, offset))
+
+    async def refresh(self, token):
+        """A new token for the same sub, before the current one expires."""
+        subscriber = self.subscriber
+        try:
+            claims = token_verify(token)
+        except TokenError as error:
+            metrics.TOKEN_REFRESHES.labels("refused").inc()
+            subscriber.send_error("bad_token", str(error))
+            return
+        if claims.sub != subscriber.sub:
+            metrics.TOKEN_REFRESHES.labels("refused").inc()
+            subscriber.send_error("forbidden", "a refreshed token must be for the same sub")
+            return
+        subscriber.claims = claims
+        self.hub.expiries.schedule(subscriber)
+        for group in sorted(subscriber.groups):
+            if not claims.groups.allows(group):
+                await self.hub.leave(group, subscriber)
+                subscriber.send(unsubscribed_frame(group, "token"))
+        metrics.TOKEN_REFRESHES.labels("refreshed").inc()
+        subscriber.send(refreshed_frame(claims.exp))
 
     async def disconnect(self, code):
         """Called when the socket closes, whoever closed it."""

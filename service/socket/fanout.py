@@ -10,6 +10,7 @@ stream, so members see no gap then either.
 
 import asyncio
 import collections
+import json
 import logging
 import time
 
@@ -33,7 +34,7 @@ LINK_WAIT = 3.0
 class LocalGroup:
     """One group's members in this process and where its stream stands."""
 
-    __slots__ = ("name", "subscribers", "joining", "catching_up", "last_offset", "ready", "held")
+    __slots__ = ("name", "subscribers", "joining", "catching_up", "watchers", "last_offset", "ready", "held")
 
     def __init__(self, name):
         self.name = name
@@ -45,6 +46,8 @@ class LocalGroup:
         # history read saw a message whose announcement is still on its way): each waits
         # for the first announcement after its own offset
         self.catching_up = {}
+        # subscribers that asked for the group's joins and leaves
+        self.watchers = {}
         self.last_offset = None
         self.ready = asyncio.get_running_loop().create_future()
         self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -73,6 +76,9 @@ class Fanout:
         self._heard = 0.0
         self._prefix = keys.fanout_prefix().encode()
         self._control = f"{keys.fanout_prefix()}~{presence.process_id}".encode()
+        self._broadcast = keys.control_channel().encode()
+        # called with each request the API broadcasts to the socket processes
+        self.on_control = None
 
     def start(self):
         self._task = asyncio.ensure_future(self._run())
@@ -85,27 +91,40 @@ class Fanout:
 
     # Membership
 
-    async def join(self, group, subscriber, since=None):
+    async def join(self, group, subscriber, since=None, presence=False, join_leave=True):
         """Add a WebSocket subscriber: `subscribed`, then history after `since`, then live.
 
         Live messages arriving meanwhile are held back for it and handed over by offset,
-        so it sees no gap and no duplicate.
+        so it sees no gap and no duplicate. With `presence`, it is listed among the
+        group's members, `subscribed` lists them, and (with `join_leave`) it hears who
+        joins and leaves from then on.
         """
         state = await self._local_group(group)
         held = state.joining[subscriber] = collections.deque()
         self._presence_changed(state)
+        members = count = None
         try:
             history, _ = await asyncio.gather(
                 history_read(self.client, group=group, since=since, cap=settings.GROUPCAST_REPLAY_MAX),
                 self.presence.flush(),
             )
+            if presence:
+                subscriber.present.add(group)
+                await self.presence.member_join(group=group, sub=subscriber.sub, info_json=subscriber.info_json)
+                members, count, _ = await self.presence.members(
+                    group=group, count=settings.GROUPCAST_PRESENCE_LIST_MAX
+                )
         except BaseException:
             state.joining.pop(subscriber, None)
+            await self._leave_presence(group, subscriber)
             await self._release(state)
             raise
         if state.joining.get(subscriber) is not held:
             return  # it left while its history was read
-        subscriber.send(frames.subscribed_frame(group, history.last_offset))
+        if members is not None:
+            members = [{"sub": m["sub"], "info": json.loads(m["info"])} for m in members]
+            members = members[: settings.GROUPCAST_PRESENCE_LIST_MAX]
+        subscriber.send(frames.subscribed_frame(group, history.last_offset, members, count))
         if history.trimmed:
             subscriber.send_error(
                 "history_trimmed",
@@ -133,19 +152,31 @@ class Fanout:
             state.catching_up[subscriber] = history.last_offset
         else:
             state.subscribers[subscriber] = None
+        if presence and join_leave:
+            state.watchers[subscriber] = None
         subscriber.groups.add(group)
 
-    async def leave(self, group, subscriber):
+    async def leave(self, group, subscriber, *, keep_presence=False):
+        """Take a subscriber out of a group. `keep_presence`: leave its membership to
+        expire (a draining process: the client comes back elsewhere within the TTL)."""
         subscriber.groups.discard(group)
+        if not keep_presence:
+            await self._leave_presence(group, subscriber)
         state = self.groups.get(group)
         if state is None:
             return
         state.subscribers.pop(subscriber, None)
         state.joining.pop(subscriber, None)
         state.catching_up.pop(subscriber, None)
+        state.watchers.pop(subscriber, None)
         self._presence_changed(state)
         await self._release(state)
         await self.presence.flush()
+
+    async def _leave_presence(self, group, subscriber):
+        if group in subscriber.present:
+            subscriber.present.discard(group)
+            await self.presence.member_leave(group=group, sub=subscriber.sub)
 
     def _presence_changed(self, state):
         self.presence.changed(state.name, state.size)
@@ -198,6 +229,10 @@ class Fanout:
     # Delivery
 
     def _on_message(self, channel, data):
+        if channel == self._broadcast:
+            if self.on_control is not None:
+                self.on_control(data)
+            return
         group = channel[len(self._prefix):].decode()
         state = self.groups.get(group)
         if state is None or not data:
@@ -209,6 +244,18 @@ class Fanout:
                 state.held.append((offset, data_json))
             else:
                 self._deliver(state, offset, data_json)
+        elif kind == wire.JOIN and state.watchers:
+            sub, info_json = wire.join_parts(data)
+            self._tell_watchers(state, sub, frames.join_frame(state.name, sub, info_json))
+        elif kind == wire.LEAVE and state.watchers:
+            sub = wire.body(data).decode()
+            self._tell_watchers(state, sub, frames.leave_frame(state.name, sub))
+
+    @staticmethod
+    def _tell_watchers(state, sub, text):
+        for subscriber in state.watchers:
+            if subscriber.sub != sub:  # other members' joins and leaves only
+                subscriber.send(text)
     def _deliver(self, state, offset, data_json):
         if not offset_after(offset, state.last_offset):
             return  # already delivered (a replay overlapping live traffic)
@@ -279,7 +326,7 @@ class Fanout:
             state.held = []
         self._pubsub = self.link.pubsub()
         self._heard = asyncio.get_running_loop().time()
-        channels = [self._control] + [keys.fanout_channel(g).encode() for g in self.groups]
+        channels = [self._control, self._broadcast] + [keys.fanout_channel(g).encode() for g in self.groups]
         loop = asyncio.get_running_loop()
         waits = []
         for channel in channels:

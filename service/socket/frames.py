@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from service.groups import GROUP_RULE, is_group_name, parse_offset
+from service.storage.publishing import encode_data
 from service.upstream import autobahn
 
 
@@ -28,6 +29,17 @@ class ClientFrame:
     type: str
     group: str | None = None
     since: str | None = None
+    # subscribe: be listed among the group's members (and get join/leave, unless
+    # join_leave is false: large groups)
+    presence: bool = False
+    join_leave: bool = True
+    # publish: the message, as JSON text
+    data_json: str | None = None
+    # refresh: the new token
+    token: str | None = None
+
+
+CLIENT_TYPES = ("ping", "subscribe", "unsubscribe", "publish", "refresh")
 
 
 def parse_client_frame(text):
@@ -39,22 +51,41 @@ def parse_client_frame(text):
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         raise FrameError("bad_frame", 'frame must be a JSON object with a string "type"')
     kind = body["type"]
+    if kind not in CLIENT_TYPES:
+        raise FrameError("unknown_type", f"unknown frame type {kind[:40]!r}")
     if kind == "ping":
         return ClientFrame("ping")
-    if kind not in ("subscribe", "unsubscribe"):
-        raise FrameError("unknown_type", f"unknown frame type {kind[:40]!r}")
+    if kind == "refresh":
+        token = body.get("token")
+        if not isinstance(token, str) or not token:
+            raise FrameError("bad_frame", 'refresh needs "token": the new token')
+        return ClientFrame("refresh", token=token)
     group = body.get("group")
     if not is_group_name(group):
         raise FrameError("bad_group", f"group must be {GROUP_RULE}")
+    if kind == "publish":
+        if "data" not in body:
+            raise FrameError("bad_frame", '"data" is required (any JSON value)', group)
+        try:
+            data_json = encode_data(body["data"])
+            data_json.encode()  # lone surrogates parse but cannot be stored or sent on
+        except (ValueError, UnicodeEncodeError):
+            raise FrameError("bad_frame", '"data" is not valid JSON text', group) from None
+        return ClientFrame("publish", group, data_json=data_json)
+    if kind == "unsubscribe":
+        return ClientFrame("unsubscribe", group)
     since = body.get("since")
-    if kind == "subscribe" and since is not None:
+    if since is not None:
         try:
             parse_offset(since)
         except ValueError:
             raise FrameError(
                 "bad_offset", "since must be an offset such as 1700000000000-0", group
             ) from None
-    return ClientFrame(kind, group, since if kind == "subscribe" else None)
+    presence, join_leave = body.get("presence", False), body.get("join_leave", True)
+    if not isinstance(presence, bool) or not isinstance(join_leave, bool):
+        raise FrameError("bad_frame", '"presence" and "join_leave" must be true or false', group)
+    return ClientFrame("subscribe", group, since, presence, join_leave)
 
 
 class Frame:
@@ -108,8 +139,39 @@ def message_frame(group, offset, data_json):
     )
 
 
-def subscribed_frame(group, offset):
-    return _dump({"type": "subscribed", "group": group, "offset": offset})
+def subscribed_frame(group, offset, members=None, member_count=None):
+    body = {"type": "subscribed", "group": group, "offset": offset}
+    if members is not None:
+        body["members"] = members
+        body["member_count"] = member_count
+    return _dump(body)
+
+
+def published_frame(group, offset):
+    return _dump({"type": "published", "group": group, "offset": offset})
+
+
+def unsubscribed_frame(group, reason):
+    return _dump({"type": "unsubscribed", "group": group, "reason": reason})
+
+
+def refreshed_frame(exp):
+    return _dump({"type": "refreshed", "exp": int(exp)})
+
+
+def expiring_frame(seconds):
+    return _dump({"type": "expiring", "in": max(0, int(seconds))})
+
+
+def join_frame(group, sub, info_json):
+    """A member's join; its info is the JSON text stored when it joined."""
+    return '{"type":"join","group":%s,"sub":%s,"info":%s}' % (
+        json.dumps(group), json.dumps(sub), info_json or "null",
+    )
+
+
+def leave_frame(group, sub):
+    return _dump({"type": "leave", "group": group, "sub": sub})
 
 
 def error_frame(code, message, group=None):

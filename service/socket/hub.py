@@ -7,6 +7,7 @@ of the running event loop, which under Daphne is the process's one loop).
 """
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -18,8 +19,10 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 
 from service import metrics
+from service.socket import frames
+from service.socket.expiry import Expiries
 from service.socket.fanout import Fanout
-from service.socket.subscribers import RESTARTING, TRY_AGAIN_LATER
+from service.socket.subscribers import DISCONNECTED, RESTARTING, TRY_AGAIN_LATER
 from service.storage.clients import make_async
 from service.storage.presence import Presence
 
@@ -54,6 +57,9 @@ class Hub:
         self.process_id = process_id
         # channel name -> Subscriber, for every open groupcast WebSocket of the process
         self.subscribers = {}
+        # sub -> its subscribers here (the API disconnects and unsubscribes by sub)
+        self.by_sub = {}
+        self.expiries = Expiries()
         # set on SIGTERM: the process refuses newcomers and is closing its connections
         self.draining = False
         client = make_async(redis_url)
@@ -65,15 +71,18 @@ class Hub:
         )
         self.presence = Presence(client, process_id)
         self.fanout = Fanout(client=client, link=link, presence=self.presence)
+        self.fanout.on_control = self._control
 
     def start(self):
         self.fanout.start()
         self.presence.start()
+        self.expiries.start()
         self._export_gauges()
 
     async def close(self):
+        self.expiries.stop()
         await self.fanout.close()
-        await self.presence.close()
+        await self.presence.close(draining=self.draining)
         await self.fanout.client.aclose()
         await self.fanout.link.aclose()
 
@@ -95,28 +104,71 @@ class Hub:
 
     def attach(self, subscriber):
         self.subscribers[subscriber.channel_name] = subscriber
+        self.by_sub.setdefault(subscriber.sub, set()).add(subscriber)
+        self.expiries.schedule(subscriber)
 
     def attached(self, subscriber):
         return self.subscribers.get(subscriber.channel_name) is subscriber
 
     async def detach(self, subscriber):
-        """Forget a closed WebSocket: leave every group it joined or was joining."""
+        """Forget a closed WebSocket: leave every group it joined or was joining. A
+        draining process leaves its members present: they come back elsewhere."""
         self.subscribers.pop(subscriber.channel_name, None)
+        mine = self.by_sub.get(subscriber.sub)
+        if mine is not None:
+            mine.discard(subscriber)
+            if not mine:
+                del self.by_sub[subscriber.sub]
         fanout = self.fanout
         for group in list(subscriber.groups):
-            await fanout.leave(group, subscriber)
+            await fanout.leave(group, subscriber, keep_presence=self.draining)
         for state in list(fanout.groups.values()):
             if subscriber in state.joining:
-                await fanout.leave(state.name, subscriber)
+                await fanout.leave(state.name, subscriber, keep_presence=self.draining)
 
     # Groups
 
-    async def join(self, group, subscriber, *, since=None):
+    async def join(self, group, subscriber, *, since=None, presence=False, join_leave=True):
         """Subscribe: `subscribed`, the history after `since`, then live messages."""
-        await self.fanout.join(group, subscriber, since=since)
+        await self.fanout.join(group, subscriber, since=since, presence=presence, join_leave=join_leave)
 
     async def leave(self, group, subscriber):
         await self.fanout.leave(group, subscriber)
+
+    # Requests of the API, broadcast to every socket process
+
+    def _control(self, payload):
+        asyncio.ensure_future(self._serve_control(payload))
+
+    async def _serve_control(self, payload):
+        try:
+            request = json.loads(payload)
+            sub, reply = request["sub"], request["reply"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed control request")
+            return
+        targets = list(self.by_sub.get(sub, ()))
+        done = 0
+        if request.get("op") == "disconnect":
+            for subscriber in targets:
+                if not subscriber.closing:
+                    subscriber.close(DISCONNECTED, "disconnected by the server")
+                    done += 1
+            metrics.API_DISCONNECTS.inc(done)
+        elif request.get("op") == "unsubscribe":
+            group = request.get("group")
+            for subscriber in targets:
+                if group in subscriber.groups:
+                    await self.leave(group, subscriber)
+                    subscriber.send(frames.unsubscribed_frame(group, "server"))
+                    done += 1
+        try:
+            async with self.fanout.client.pipeline(transaction=False) as pipe:
+                pipe.rpush(reply, done)
+                pipe.expire(reply, 30)
+                await pipe.execute()
+        except Exception as error:
+            log.warning("could not answer a control request: %s", error)
 
     def _export_gauges(self):
         metrics.declare_role("socket")
@@ -128,6 +180,7 @@ class Hub:
             lambda: sum(len(state.subscribers) + len(state.catching_up) for state in fanout.groups.values())
         )
         gauges.groups_local.set_function(lambda: len(fanout.groups))
+        gauges.presence_members.set_function(lambda: len(self.presence.members_here))
         loop = asyncio.get_running_loop()  # the scrape may run on another thread
         gauges.event_loop_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
         gauges.send_queue_depth.set_function(

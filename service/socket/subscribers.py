@@ -7,6 +7,7 @@ skipped silently; the client resumes by offset.
 """
 
 import asyncio
+import json
 import time
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from service.socket import frames
 from service.socket.frames import Frame
 
 TOO_SLOW = 4008
+DISCONNECTED = 4009  # by the server (the API): do not reconnect with the same token
 RESTARTING = 1012
 TRY_AGAIN_LATER = 1013
 TOO_LARGE = 1009
@@ -27,20 +29,37 @@ REPLAY_STALL_SECONDS = 10.0
 
 class Subscriber:
     __slots__ = (
-        "channel_name", "sink", "sub", "allowed_groups", "groups", "close_code",
+        "channel_name", "sink", "claims", "groups", "present", "close_code",
         "_limit", "_tokens", "_refilled",
     )
 
-    def __init__(self, *, channel_name, sink, sub="", allowed_groups=frozenset()):
+    def __init__(self, *, channel_name, sink, claims=None):
         self.channel_name = channel_name
         self.sink = sink
-        self.sub = sub
-        self.allowed_groups = allowed_groups
+        # the token's claims (None for a connection refused at its handshake)
+        self.claims = claims
         self.groups = set()
+        # the groups it is listed in as a member (asked for presence)
+        self.present = set()
         self.close_code = None
         self._limit = settings.GROUPCAST_SEND_QUEUE_BYTES
         self._tokens = 2 * settings.GROUPCAST_CLIENT_RATE
         self._refilled = time.monotonic()
+
+    @property
+    def sub(self):
+        return self.claims.sub if self.claims is not None else ""
+
+    @property
+    def info_json(self):
+        info = self.claims.info if self.claims is not None else None
+        return json.dumps(info, separators=(",", ":"), ensure_ascii=False) if info is not None else "null"
+
+    def may_subscribe(self, group):
+        return self.claims is not None and self.claims.groups.allows(group)
+
+    def may_publish(self, group):
+        return self.claims is not None and self.claims.publish.allows(group)
 
     @property
     def closing(self):

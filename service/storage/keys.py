@@ -27,6 +27,17 @@ def fanout_channel(group):
     return wire.group_channel(prefix(), redis_db(), group)
 
 
+def control_channel():
+    """The pub/sub channel on which the API asks every socket process to act
+    (disconnect a sub, unsubscribe it from a group); each answers on a reply list."""
+    return wire.group_channel(prefix(), redis_db(), "~all")
+
+
+def control_reply(request_id):
+    """List: the socket processes' answers to one control request."""
+    return f"{prefix()}:control:{request_id}"
+
+
 def fanout_prefix():
     return wire.group_channel(prefix(), redis_db(), "")
 
@@ -48,6 +59,21 @@ def presence_counts(process):
 
 def presence_counts_prefix():
     return f"{prefix()}:presence:"
+
+
+def members(group):
+    """Hash: the group's present members (sub -> connections, across every process)."""
+    return f"{prefix()}:members:{group}"
+
+
+def members_info(group):
+    """Hash: each present member's info (sub -> JSON text)."""
+    return f"{prefix()}:members:{group}:info"
+
+
+def members_of(process):
+    """Hash: one socket process's share of the members ("group sub" -> connections)."""
+    return f"{prefix()}:members-of:{process}"
 
 
 def job(job_id):

@@ -107,10 +107,15 @@ def publish_message(*, group, data, once_key=None):
 
 async def apublish_message(*, group, data, once_key=None):
     """publish_message for async code (workers, consumers, Channels apps)."""
+    return await apublish_encoded(group=group, data_json=encode_data(data), once_key=once_key)
+
+
+async def apublish_encoded(*, group, data_json, once_key=None):
+    """apublish_message for data already encoded as canonical JSON (encode_data)."""
     started = time.perf_counter()
     client = redis_async()
     script = client.register_script(PUBLISH_SCRIPT)
-    script_keys, args = _script_args(group, encode_data(data), once_key)
+    script_keys, args = _script_args(group, data_json, once_key)
     replicas = _replicas()
     if replicas is None:
         return _result(group, await script(keys=script_keys, args=args), started)

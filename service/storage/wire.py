@@ -8,6 +8,8 @@ cannot drift.
 ANNOUNCEMENT = ord("P")  # P<offset> <data json>: a message stored in the group's stream
 EVENT = ord("S")  # S<sender's client prefix> <serialized dict>: a Channels group_send event
 DISCARD = ord("D")  # D<channel name>: a group_discard made in another process
+JOIN = ord("J")  # J<bytes in sub>:<sub><info json>: a member's first connection joined
+LEAVE = ord("L")  # L<sub>: a member's last connection left the group
 
 
 def announcement_lua(offset, data_json):
@@ -40,6 +42,23 @@ def event_parts(payload):
 
 def discard(channel):
     return bytes([DISCARD]) + channel.encode()
+
+
+def join_lua(sub, info_json):
+    """The Lua expression of a join, given Lua expressions for its parts (a sub may hold
+    any character, so its length comes first)."""
+    return f"'{chr(JOIN)}' .. #{sub} .. ':' .. {sub} .. {info_json}"
+
+
+def leave_lua(sub):
+    return f"'{chr(LEAVE)}' .. {sub}"
+
+
+def join_parts(payload):
+    """(sub, info JSON text) of a join."""
+    length, _, rest = payload[1:].partition(b":")
+    size = int(length)
+    return rest[:size].decode(), rest[size:].decode()
 
 
 def body(payload):
