@@ -16,11 +16,12 @@ from django.urls import path, re_path  # noqa: E402
 
 from service.socket.consumer import GroupcastConsumer  # noqa: E402
 from service.socket.probes import probes_app, websocket_not_found  # noqa: E402
+from service.socket.sse import sse_app  # noqa: E402
 from service.worker.consumers import EventsConsumer, JobsConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": probes_app,
+        "http": URLRouter([path("sse", sse_app), re_path(r"", probes_app)]),
         "websocket": URLRouter(
             [path("ws", GroupcastConsumer.as_asgi()), re_path(r"", websocket_not_found)]
         ),

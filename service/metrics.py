@@ -79,6 +79,7 @@ TOKEN_REFRESHES = Counter(
 CLIENT_PUBLISHES = Counter(
     "groupcast_client_publishes", "Publish frames from clients, by outcome.", ["outcome"]
 )
+SSE_STREAMS = Counter("groupcast_sse_streams", "Server-Sent Events streams opened.")
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",
     "WebSocket connections opened, by how their frames are written: direct (the fast "

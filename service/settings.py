@@ -50,6 +50,8 @@ GROUPCAST_JWT_LEEWAY = env.int("GROUPCAST_JWT_LEEWAY", default=10, minimum=0, ma
 
 # Lifecycle
 GROUPCAST_DRAIN_SECONDS = env.float("GROUPCAST_DRAIN_SECONDS", default=10.0, minimum=0)
+# A comment line on an idle SSE stream this often, so that proxies keep it open
+GROUPCAST_SSE_KEEPALIVE_SECONDS = env.float("GROUPCAST_SSE_KEEPALIVE_SECONDS", default=15.0, minimum=1)
 GROUPCAST_PRESENCE_TTL = env.int("GROUPCAST_PRESENCE_TTL", default=30, minimum=3)
 # Members listed in a `subscribed` frame (the rest are counted; GET .../presence pages them)
 GROUPCAST_PRESENCE_LIST_MAX = env.int("GROUPCAST_PRESENCE_LIST_MAX", default=100, minimum=0)

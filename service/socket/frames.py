@@ -92,14 +92,15 @@ class Frame:
     """One published message, serialised and framed once per process and then written
     to every local member."""
 
-    __slots__ = ("group", "offset", "payload", "_wire", "_event")
+    __slots__ = ("group", "offset", "data_json", "payload", "_wire", "_sse")
 
     def __init__(self, group, offset, data_json):
         self.group = group
         self.offset = offset
+        self.data_json = data_json
         self.payload = message_frame(group, offset, data_json)
         self._wire = None
-        self._event = None
+        self._sse = None
 
     @property
     def wire(self):
@@ -109,16 +110,13 @@ class Frame:
         return self._wire
 
     @property
-    def event(self):
-        """The message as a Channels event, for plain channels in the group."""
-        if self._event is None:
-            self._event = {
-                "type": "groupcast.message",
-                "group": self.group,
-                "offset": self.offset,
-                "data": json.loads(self.payload)["data"],
-            }
-        return self._event
+    def sse_data(self):
+        """The message as an SSE event's data: {"group", "offset", "data"}."""
+        if self._sse is None:
+            self._sse = b'{"group":"%s","offset":"%s","data":%s}' % (
+                self.group.encode(), self.offset.encode(), self.data_json,
+            )
+        return self._sse
 
 
 class ControlFrame:

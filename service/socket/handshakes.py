@@ -9,6 +9,7 @@ file descriptors. Plain HTTP (probes, scrapes) is served within the same window.
 """
 
 import logging
+import weakref
 
 from twisted.internet import reactor
 
@@ -16,6 +17,9 @@ from service import metrics
 from service.upstream import autobahn, twisted
 
 log = logging.getLogger(__name__)
+
+# Transports serving a long-lived HTTP response (an SSE stream): established, not pending.
+streaming = weakref.WeakSet()
 
 
 class HandshakeGuard:
@@ -59,6 +63,8 @@ class HandshakeGuard:
 
     @staticmethod
     def _open(transport):
+        if transport in streaming:
+            return True
         # after the upgrade, Daphne makes the WebSocket the transport's protocol
         protocol = transport.protocol
         return autobahn.is_protocol(protocol) and autobahn.is_open(protocol)

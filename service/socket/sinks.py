@@ -6,6 +6,7 @@ frames reach the client in the order the server produced them.
 
 import asyncio
 import collections
+import json
 import logging
 import weakref
 
@@ -148,6 +149,107 @@ class AsgiSink:
                 message, size = self.backlog.popleft()
                 self.bytes -= size
                 await self.send(message)
+
+    def stop(self):
+        self.writer.cancel()
+
+
+class SseSink:
+    """Writes a subscriber's frames as a Server-Sent Events stream through ASGI send.
+
+    Every message's `id` is the stream's cursor: every group's offset so far, so a
+    browser's automatic reconnect (Last-Event-ID) resumes all of its groups. Nothing is
+    sent before every group has answered `subscribed`: then one `subscribed` event with
+    all their offsets, then what waited. What waits for the client counts bytes queued
+    here and, under Daphne, in its transport.
+    """
+
+    closed_with = None
+
+    def __init__(self, send, groups, encode_cursor):
+        self.send = send
+        self.waiting_for = set(groups)
+        self.offsets = {}
+        self.encode_cursor = encode_cursor
+        self.held = []  # events before every group was subscribed
+        self.chunks = []
+        self.bytes = 0
+        self.open = True
+        self.ready = asyncio.Event()
+        request = daphne.http_request(send)
+        self.transport = request.transport if request is not None and twisted.supported(request.transport) else None
+        self.writer = asyncio.ensure_future(self._write())
+
+    def pending(self):
+        waiting = self.bytes
+        if self.transport is not None:
+            waiting += twisted.pending_bytes(self.transport)
+        return waiting
+
+    def write(self, frame):
+        self.offsets[frame.group] = frame.offset
+        self._event(b"id: %s\nevent: message\ndata: %s\n\n" % (self.cursor(), frame.sse_data))
+
+    def send_text(self, text):
+        """Control frames the hub sends a subscriber, as SSE events."""
+        body = json.loads(text)
+        if body.get("type") == "subscribed":
+            self.offsets[body["group"]] = body["offset"]
+            self.waiting_for.discard(body["group"])
+            if not self.waiting_for and self.held is not None:
+                data = json.dumps({"groups": self.offsets}, separators=(",", ":")).encode()
+                self._queue(b"id: %s\nevent: subscribed\ndata: %s\n\n" % (self.cursor(), data))
+                for event in self.held:
+                    self._queue(event)
+                self.held = None
+        elif body.get("type") == "error":
+            self._event(b"event: error\ndata: %s\n\n" % text.encode())
+
+    def comment(self):
+        """A comment line, so that proxies see traffic on an idle stream."""
+        self._queue(b": keepalive\n\n")
+
+    def close(self, code, reason):
+        if self.open:
+            data = json.dumps({"code": code, "reason": reason}, separators=(",", ":")).encode()
+            self.held = None
+            self._queue(b"event: close\ndata: %s\n\n" % data)
+            self.open = False
+            self.ready.set()
+
+    def cursor(self):
+        return self.encode_cursor(self.offsets).encode()
+
+    def _event(self, event):
+        if self.held is not None:
+            self.held.append(event)
+            self.bytes += len(event)
+        else:
+            self._queue(event)
+
+    def _queue(self, chunk):
+        if self.open:
+            self.chunks.append(chunk)
+            self.bytes += len(chunk)
+            self.ready.set()
+
+    async def _write(self):
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            if self.chunks:
+                # everything queued since the last write, in one body chunk
+                body, self.chunks = b"".join(self.chunks), []
+                self.bytes -= len(body)
+                await self.send({"type": "http.response.body", "body": body, "more_body": self.open})
+            elif not self.open:
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not self.open:
+                return
+
+    async def ended(self):
+        """Wait until the stream's last bytes were handed to the server."""
+        await asyncio.shield(self.writer)
 
     def stop(self):
         self.writer.cancel()

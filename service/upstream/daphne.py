@@ -5,6 +5,7 @@ import asyncio
 import functools
 from http import HTTPStatus
 
+import daphne.http_protocol
 import daphne.server
 from autobahn.websocket.types import ConnectionDeny
 
@@ -72,3 +73,13 @@ def direct_writes(protocol):
     """True when frames can be written to the protocol's transport as they are: no
     compression negotiated, and the transport has the fields the fast path reads."""
     return autobahn.uncompressed(protocol) and twisted.supported(protocol.transport)
+
+
+def http_request(send):
+    """Daphne's WebRequest behind an ASGI `send` of an HTTP scope, else None (its
+    `transport` is the connection's; SSE measures what waits there)."""
+    if isinstance(send, functools.partial) and send.args:
+        request = send.args[0]
+        if isinstance(request, daphne.http_protocol.WebRequest):
+            return request
+    return None

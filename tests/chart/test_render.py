@@ -227,7 +227,7 @@ def test_sentinel(render):
     assert urls == {"redis+sentinel://s-0.sentinel:26379,s-1.sentinel:26379/mymaster/2"}
 
 
-def test_ingress_routes_ws_to_socket_and_the_rest_to_http(render):
+def test_ingress_routes_ws_and_sse_to_socket_and_the_rest_to_http(render):
     values, extra = MATRIX["ingress"]
     ingress = one(render(values, *extra), "Ingress", "groupcast")
     assert ingress["spec"]["ingressClassName"] == "nginx"
@@ -236,6 +236,7 @@ def test_ingress_routes_ws_to_socket_and_the_rest_to_http(render):
     routes = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
     assert routes == {
         "/ws": {"name": "groupcast-socket", "port": {"number": 8001}},
+        "/sse": {"name": "groupcast-socket", "port": {"number": 8001}},
         "/": {"name": "groupcast-http", "port": {"number": 8000}},
     }
 
