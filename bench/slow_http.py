@@ -8,14 +8,21 @@ Starts a devstack.Stack, measures legitimate publishes (a new connection each, 2
 second) unloaded, then again while `--trickle` connections send a request header one
 byte every 3 s and `--short-body` connections announce more body than they send; each
 slow client reconnects as soon as it is closed, so the load lasts the whole measurement.
-tests/integration/test_slow_http.py uses the same clients.
+The slow clients run in a process of their own (`--attack`), so that their own work
+cannot delay the measuring client. tests/integration/test_slow_http.py uses the same clients.
 """
 
 import argparse
 import asyncio
 import json
+import os
+import random
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TRICKLE_INTERVAL = 3.0
 PUBLISH_TIMEOUT = 10.0
@@ -74,6 +81,7 @@ async def trickle_headers(host, port, count, record, stop, interval=TRICKLE_INTE
     trickle = (b"OST /api/v1/publish HTTP/1.1\r\nHost: groupcast\r\nX-Slow: " + b"x" * 4000)
 
     async def client():
+        await asyncio.sleep(random.uniform(0, interval))  # independent clients, not in lockstep
         while not stop.is_set():
             await _hold(host, port, first, trickle, record, stop, interval)
 
@@ -87,6 +95,7 @@ async def short_bodies(host, port, count, record, stop, key="x"):
              b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + b'{"group": ')
 
     async def client():
+        await asyncio.sleep(random.uniform(0, TRICKLE_INTERVAL))
         while not stop.is_set():
             await _hold(host, port, first, b"", record, stop, TRICKLE_INTERVAL)
 
@@ -147,24 +156,45 @@ def summary(results):
     }
 
 
-async def under_load(host, port, key, *, trickle, short_body, seconds):
-    """Publish latency while the slow clients run, and what each kind of them saw:
-    (results, {"trickle": SlowClients, "short_body": SlowClients})."""
+async def attack(host, port, key, trickle, short_body):
+    """The slow clients, until standard input closes. Prints one JSON line once every one
+    of them holds a connection, and one at the end: what each kind saw."""
     stop = asyncio.Event()
     slow = {"trickle": SlowClients(), "short_body": SlowClients()}
-    attackers = [
+    clients = [
         asyncio.ensure_future(trickle_headers(host, port, trickle, slow["trickle"], stop)),
         asyncio.ensure_future(short_bodies(host, port, short_body, slow["short_body"], stop, key)),
     ]
+    while sum(record.open for record in slow.values()) < trickle + short_body:
+        await asyncio.sleep(0.05)
+    print(json.dumps({"connected": trickle + short_body}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    stop.set()
+    await asyncio.gather(*clients)
+    print(json.dumps({kind: asdict(record) for kind, record in slow.items()}), flush=True)
+
+
+async def under_load(host, port, key, *, trickle, short_body, seconds):
+    """Publish latency while the slow clients run (in a process of their own), and what
+    each kind of them saw: (results, {"trickle": SlowClients, "short_body": SlowClients})."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.slow_http", "--attack", f"{host}:{port}",
+        "--trickle", str(trickle), "--short-body", str(short_body),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "SLOW_HTTP_KEY": key},
+    )
     try:
-        async with asyncio.timeout(30):
-            while sum(record.open for record in slow.values()) < trickle + short_body:
-                await asyncio.sleep(0.05)  # every slow client connected before measuring
+        connected = await asyncio.wait_for(process.stdout.readline(), 30)
+        if not connected:
+            raise RuntimeError("the slow clients' process exited before connecting")
         results = await publish_latencies(host, port, key, seconds)
+        process.stdin.close()
+        seen = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
     finally:
-        stop.set()
-        await asyncio.gather(*attackers)
-    return results, slow
+        if process.returncode is None:
+            process.stdin.close()
+            await asyncio.wait_for(process.wait(), 30)
+    return results, {kind: SlowClients(**record) for kind, record in seen.items()}
 
 
 def main():
@@ -172,12 +202,18 @@ def main():
 
     parser = argparse.ArgumentParser(prog="python -m bench.slow_http", description=__doc__.split("\n")[0])
     parser.add_argument("--direct", action="store_true", help="target gunicorn, not the front")
+    parser.add_argument("--attack", metavar="HOST:PORT",
+                        help="only run the slow clients against HOST:PORT, until stdin closes (key: $SLOW_HTTP_KEY)")
     parser.add_argument("--trickle", type=int, action="append",
                         help="slow-header connections (repeat for several runs; default 8, 32, 300)")
     parser.add_argument("--short-body", type=int, default=50, help="short-body connections with the largest run")
     parser.add_argument("--seconds", type=float, default=10.0, help="publishing time per run")
     args = parser.parse_args()
     counts = args.trickle or [8, 32, 300]
+    if args.attack:
+        host, _, port = args.attack.rpartition(":")
+        asyncio.run(attack(host, int(port), os.environ.get("SLOW_HTTP_KEY", "x"), counts[0], args.short_body))
+        return
 
     stack = Stack().start()
     try:
