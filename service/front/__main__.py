@@ -26,6 +26,9 @@ def main():
     except ImproperlyConfigured as error:
         print(f"groupcast front: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # no nginx
+        print(f"groupcast front: {error}", file=sys.stderr)
+        return 1
 
 
 sys.exit(main())

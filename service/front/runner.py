@@ -1,6 +1,5 @@
 """Running nginx with the rendered configuration, as the front's process."""
 
-import os
 import resource
 import shutil
 import signal
@@ -15,6 +14,11 @@ from service.front.config import render
 WRITABLE = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 # Files beyond connections: the listening socket, logs, the configuration being read.
 SPARE_FILES = 64
+# What the front's process passes on to nginx. nginx stops at once on SIGTERM, dropping
+# requests in flight, and SIGTERM is what Kubernetes sends: nginx gets SIGQUIT, its
+# graceful stop, instead.
+FORWARDED = {signal.SIGTERM: signal.SIGQUIT, signal.SIGINT: signal.SIGQUIT,
+             signal.SIGQUIT: signal.SIGQUIT, signal.SIGHUP: signal.SIGHUP}
 
 
 def nginx_binary():
@@ -63,17 +67,21 @@ def check(config):
 
 
 def run(config):
-    """Run nginx until it exits; return its exit status.
-
-    nginx stops at once on SIGTERM, dropping requests in flight, and SIGTERM is what
-    Kubernetes sends: it is passed on as SIGQUIT, nginx's graceful stop.
-    """
+    """Run nginx until it exits, passing signals on (FORWARDED); return its exit status."""
     path = prepare(config)
     raise_file_limit(config)
+    received = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        if nginx is not None:
+            nginx.send_signal(FORWARDED[signum])
+
+    nginx = None
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
     nginx = subprocess.Popen(command(path))
-    forwarded = {signal.SIGTERM: signal.SIGQUIT, signal.SIGINT: signal.SIGQUIT,
-                 signal.SIGQUIT: signal.SIGQUIT, signal.SIGHUP: signal.SIGHUP}
-    for received, sent in forwarded.items():
-        signal.signal(received, lambda signum, frame, sent=sent: nginx.send_signal(sent))
+    if received:  # a stop that came while nginx was starting
+        nginx.send_signal(FORWARDED[received[-1]])
     status = nginx.wait()
     return 128 - status if status < 0 else status
