@@ -1,4 +1,4 @@
-# groupcast: one image, three roles (docker-entrypoint.sh: http | socket | worker).
+# groupcast: one image, three roles (docker-entrypoint.sh: http + http-front | socket | worker).
 #
 #   docker build -t groupcast .                      # public base, online
 #   hack/image.sh                                    # podman, offline Debian base (make image)
@@ -35,6 +35,11 @@ COPY service /app/service
 RUN /opt/venv/bin/python -m compileall -q /app/service
 
 FROM ${BASE_IMAGE} AS runtime
+# nginx: the http role's buffering front (http-front). Debian's package; its service is
+# never started here, and it runs as the image's user with every path under /tmp.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/*
 # HOME=/tmp: the root filesystem is read-only in Kubernetes; /tmp is an emptyDir there.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
@@ -47,7 +52,8 @@ COPY --from=builder /app /app
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 WORKDIR /app
 USER 10001:10001
-# http and socket serve /metrics on their own port; worker on GROUPCAST_METRICS_PORT.
+# http (through http-front) and socket serve /metrics on their own port; worker on
+# GROUPCAST_METRICS_PORT.
 EXPOSE 8000 8001 9102
 ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["http"]

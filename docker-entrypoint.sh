@@ -1,10 +1,13 @@
 #!/bin/sh
 # The image's entry point: the first argument picks the role.
-#   http    gunicorn (WSGI): API, tokens, jobs, demo page; /metrics on the same port
-#   socket  Daphne (ASGI) with graceful drain: /ws and /metrics on GROUPCAST_SOCKET_PORT
-#   worker  runworker on the fixed channels; /metrics on GROUPCAST_METRICS_PORT
-#   other   passed to `python -m django` (e.g. `groupcast_check --roundtrip ...`, `shell`)
-# Every branch execs, so the server is PID 1 and receives SIGTERM itself.
+#   http        gunicorn (WSGI): API, tokens, jobs, demo page, /metrics; on loopback
+#               (GUNICORN_BIND, 127.0.0.1:8080), reached only through http-front
+#   http-front  nginx in front of it, in the same pod: the http role's port (8000)
+#   socket      Daphne (ASGI) with graceful drain: /ws and /metrics on GROUPCAST_SOCKET_PORT
+#   worker      runworker on the fixed channels; /metrics on GROUPCAST_METRICS_PORT
+#   other       passed to `python -m django` (e.g. `groupcast_check --roundtrip ...`, `shell`)
+# Every branch execs, so the server is PID 1 and receives SIGTERM itself (http-front's
+# Python parent passes it on to nginx as SIGQUIT, nginx's graceful stop).
 set -eu
 
 role=${1:-http}
@@ -18,8 +21,12 @@ case "$role" in
     mkdir -p "$dir"
     find "$dir" -mindepth 1 -delete
     export PROMETHEUS_MULTIPROC_DIR="$dir"
-    export GUNICORN_BIND="${GUNICORN_BIND:-0.0.0.0:8000}"
+    export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8080}"
     exec gunicorn -c /app/service/api/gunicorn.conf.py "$@" service.wsgi
+    ;;
+  http-front)
+    unset PROMETHEUS_MULTIPROC_DIR
+    exec python -m service.front "$@"
     ;;
   socket)
     # Multiprocess metrics are for gunicorn's forked workers only.

@@ -1,4 +1,5 @@
-"""The whole topology on one machine: Redis, gunicorn (http), Daphne (socket) and runworker.
+"""The whole topology on one machine: Redis, the http role (nginx front + gunicorn), Daphne
+(socket) and runworker.
 
 The local runner, not part of the product: `make run` runs `python -m devstack`; the
 tests, the benchmark and the soak start a Stack on free ports. Redis is REDIS_URL when
@@ -111,12 +112,18 @@ class Redis:
 
 
 class Stack:
-    """Redis, one gunicorn, N Daphne socket processes and M runworkers on loopback."""
+    """Redis, the http role, N Daphne socket processes and M runworkers on loopback.
+
+    The http role is as in a pod: the front (nginx, `python -m service.front`) on
+    `http_port`, gunicorn behind it on `gunicorn_port`. The front's log is always a file,
+    `front.log` in the work directory (one JSON line per request).
+    """
 
     def __init__(self, *, http_port=None, socket_ports=None, worker_ports=None,
                  redis_url=None, env=None, workdir=None, quiet=True):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="groupcast-"))
         self.http_port = http_port or free_port()
+        self.gunicorn_port = free_port()
         self.socket_ports = list(socket_ports or [free_port()])
         self.worker_ports = list(worker_ports or [free_port()])
         self.redis = None if redis_url else Redis(self.workdir / "redis")
@@ -162,6 +169,7 @@ class Stack:
             self.redis.start()
         self.env["REDIS_URL"] = self.redis_url
         self.start_http()
+        self.start_front()
         for index in range(len(self.socket_ports)):
             self.start_socket(index)
         for index in range(len(self.worker_ports)):
@@ -169,9 +177,9 @@ class Stack:
         self.wait_ready()
         return self
 
-    def _spawn(self, name, args, extra_env=None):
+    def _spawn(self, name, args, extra_env=None, to_file=False):
         env = dict(self.env, **(extra_env or {}))
-        if self.quiet:
+        if self.quiet or to_file:
             output = open(self.workdir / f"{name}.log", "ab")
         else:
             output = None
@@ -186,8 +194,15 @@ class Stack:
         metrics_dir.mkdir(parents=True)
         self._spawn("http", ["-m", "gunicorn", "-c", str(ROOT / "service/api/gunicorn.conf.py"),
                              "service.wsgi"],
-                    {"GUNICORN_BIND": f"127.0.0.1:{self.http_port}",
+                    {"GUNICORN_BIND": f"127.0.0.1:{self.gunicorn_port}",
                      "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+
+    def start_front(self):
+        self._spawn("front", ["-m", "service.front"],
+                    {"GROUPCAST_FRONT_BIND": f"127.0.0.1:{self.http_port}",
+                     "GROUPCAST_FRONT_UPSTREAM": f"127.0.0.1:{self.gunicorn_port}",
+                     "GROUPCAST_FRONT_DIR": str(self.workdir / "front")},
+                    to_file=True)
 
     def start_socket(self, index):
         self._spawn(f"socket{index}", ["-m", "service.socket.server", "--bind", "127.0.0.1",

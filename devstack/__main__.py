@@ -28,6 +28,7 @@ def main():
 groupcast is running:
   demo page        {stack.http_url}/
   HTTP API         {stack.http_url}/api/v1/   (metrics: {stack.http_url}/metrics)
+                   through the front (nginx; log: {stack.workdir / "front.log"}) to gunicorn
   WebSocket        {stack.ws_url(0)}   (metrics: http://127.0.0.1:{socket_port}/metrics)
   worker metrics   http://127.0.0.1:{worker_port}/metrics
   Redis            {stack.redis_url}

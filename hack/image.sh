@@ -3,8 +3,10 @@
 #
 #   hack/image.sh          base images (cached) + groupcast:<version> + groupcast-redis:7;
 #                          prints the groupcast image's name (all progress goes to stderr)
-#   hack/image.sh smoke    also run each role read-only against a loopback Redis and check
-#                          /readyz, a publish/receive round trip and a SIGTERM exit
+#   hack/image.sh smoke    also run each role read-only against a loopback Redis (http
+#                          behind http-front, as in the pod) and check /readyz, a
+#                          publish/receive round trip, the front's JSON refusals and a
+#                          SIGTERM exit
 #
 # Base images come from debootstrap and are cached by a hash of their inputs (a label on
 # the image), so a second run only rebuilds the groupcast layers.
@@ -125,13 +127,13 @@ wait_ready() {
 
 smoke() {
   command -v redis-server >/dev/null || die "smoke needs redis-server on the host (hack/system-deps.sh)"
-  local work redis_port http_port socket_port worker_port names=() secrets
+  local work redis_port http_port gunicorn_port socket_port worker_port secrets
   work=$(mktemp -d)
-  redis_port=$(free_port) http_port=$(free_port) socket_port=$(free_port) worker_port=$(free_port)
+  redis_port=$(free_port) http_port=$(free_port) gunicorn_port=$(free_port) socket_port=$(free_port) worker_port=$(free_port)
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
     --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
   # shellcheck disable=SC2064
-  trap "podman rm -f -t 0 gc-smoke-http gc-smoke-socket gc-smoke-worker >/dev/null 2>&1 || true; kill \$(cat $work/redis.pid) 2>/dev/null || true; rm -rf $work" EXIT
+  trap "podman rm -f -t 0 gc-smoke-http gc-smoke-front gc-smoke-socket gc-smoke-worker >/dev/null 2>&1 || true; kill \$(cat $work/redis.pid) 2>/dev/null || true; rm -rf $work" EXIT
   secrets=(
     -e "REDIS_URL=redis://127.0.0.1:$redis_port/0"
     -e "DJANGO_SECRET_KEY=smoke-$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
@@ -139,12 +141,16 @@ smoke() {
     -e "GROUPCAST_JWT_SECRET=smoke-$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
   )
   # As in the chart: read-only root, only /tmp writable, no capabilities.
-  local run=(podman run -d --network host --read-only --tmpfs /tmp:rw,size=64m --cap-drop ALL
-             --security-opt no-new-privileges "${secrets[@]}")
-  "${run[@]}" --name gc-smoke-http -e "GUNICORN_BIND=127.0.0.1:$http_port" "$IMAGE" http >/dev/null
+  local sandbox=(podman run -d --network host --read-only --tmpfs /tmp:rw,size=64m --cap-drop ALL
+                 --security-opt no-new-privileges)
+  local run=("${sandbox[@]}" "${secrets[@]}")
+  "${run[@]}" --name gc-smoke-http -e "GUNICORN_BIND=127.0.0.1:$gunicorn_port" "$IMAGE" http >/dev/null
+  # The front as in the pod: no secrets, gunicorn on loopback behind it.
+  "${sandbox[@]}" --name gc-smoke-front -e "GROUPCAST_FRONT_BIND=127.0.0.1:$http_port" \
+    -e "GROUPCAST_FRONT_UPSTREAM=127.0.0.1:$gunicorn_port" "$IMAGE" http-front >/dev/null
   "${run[@]}" --name gc-smoke-socket -e "GROUPCAST_SOCKET_PORT=$socket_port" -e GROUPCAST_DRAIN_SECONDS=2 "$IMAGE" socket >/dev/null
   "${run[@]}" --name gc-smoke-worker -e "GROUPCAST_METRICS_PORT=$worker_port" "$IMAGE" worker >/dev/null
-  wait_ready "http://127.0.0.1:$http_port/readyz" gc-smoke-http
+  wait_ready "http://127.0.0.1:$http_port/readyz" gc-smoke-front
   wait_ready "http://127.0.0.1:$socket_port/readyz" gc-smoke-socket
   wait_ready "http://127.0.0.1:$worker_port/readyz" gc-smoke-worker
   for port in "$http_port" "$socket_port" "$worker_port"; do
@@ -152,10 +158,14 @@ smoke() {
     [[ $(curl -sf "http://127.0.0.1:$port/metrics") == *"# TYPE"* ]] || die "no metrics on port $port"
   done
   log "metrics served by every role"
+  local refused
+  refused=$(curl -s "http://127.0.0.1:$http_port/$(head -c 20000 /dev/zero | tr '\0' a)")
+  [[ $refused == *'"code": "uri_too_long"'* ]] || die "the front's 414 is not JSON: $refused"
+  log "the front refuses a 20 kB URL with a JSON 414"
   podman run --rm --network host --read-only --tmpfs /tmp "${secrets[@]}" "$IMAGE" \
     groupcast_check --roundtrip --http-url "http://127.0.0.1:$http_port" --ws-url "ws://127.0.0.1:$socket_port/ws" >&2
   # SIGTERM reaches each server (PID 1) and it exits by itself well within a grace period.
-  for name in gc-smoke-socket gc-smoke-http gc-smoke-worker; do
+  for name in gc-smoke-socket gc-smoke-front gc-smoke-http gc-smoke-worker; do
     local start=$SECONDS
     podman stop -t 20 "$name" >/dev/null
     local code

@@ -111,7 +111,8 @@ REDIS_ERRORS = Counter(
 # exists (at 0) before its first event: rate() and alerts then see data from the start.
 ROLE_LABELS = {
     "http": [
-        (PUBLISH_ERRORS, ["bad_json", "bad_request", "bad_group", "too_large", "unavailable", "not_replicated"]),
+        (PUBLISH_ERRORS, ["bad_json", "bad_request", "bad_group", "too_large", "unsupported_media_type",
+                          "unavailable", "not_replicated"]),
     ],
     "socket": [
         (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),

@@ -5,6 +5,7 @@ naming the variable (see README, "Configuration").
 """
 
 from service.environment import Environment
+from service.front.config import MAX_BODY_BYTES
 
 env = Environment()
 
@@ -25,7 +26,7 @@ GROUPCAST_REDIS_REPLICA_TIMEOUT_MS = env.int(
 )
 
 # Limits
-GROUPCAST_MAX_BODY_BYTES = env.int("GROUPCAST_MAX_BODY_BYTES", default=65536, minimum=256)
+GROUPCAST_MAX_BODY_BYTES = env.int("GROUPCAST_MAX_BODY_BYTES", **MAX_BODY_BYTES)
 GROUPCAST_MAX_FRAME_BYTES = env.int("GROUPCAST_MAX_FRAME_BYTES", default=16384, minimum=256)
 GROUPCAST_SEND_QUEUE_BYTES = env.int("GROUPCAST_SEND_QUEUE_BYTES", default=1048576, minimum=4096)
 GROUPCAST_MAX_SUBSCRIPTIONS = env.int("GROUPCAST_MAX_SUBSCRIPTIONS", default=100, minimum=1)

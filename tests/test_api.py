@@ -62,6 +62,35 @@ def test_bad_publish_bodies_are_400_with_a_clear_error_and_store_nothing(api, sy
     assert sync_redis.keys(keys.stream("*")) == []
 
 
+@pytest.mark.parametrize("path", ["/api/v1/publish", "/api/v1/tokens", "/api/v1/jobs"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "",
+     "application/json; charset=latin-1", "application/jsonx"],
+)
+def test_a_body_not_sent_as_json_is_415_and_stores_nothing(settings, sync_redis, path, content_type):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {settings.GROUPCAST_API_KEYS[0]}")
+    body = json.dumps({"group": "news", "data": 1, "sub": "u", "groups": ["news"]})
+    response = client.generic("POST", path, body, content_type=content_type)
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert sync_redis.keys(keys.stream("*")) == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON;charset=UTF-8"])
+def test_json_with_a_utf8_charset_is_json(settings, content_type):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {settings.GROUPCAST_API_KEYS[0]}")
+    response = client.post("/api/v1/publish", json.dumps({"group": "news", "data": "é"}), content_type=content_type)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("once_key", ["caf\u00e9", "tab\tkey", "", "k" * 201, "\x7f"])
+def test_an_idempotency_key_outside_printable_ascii_is_400(api, sync_redis, once_key):
+    status, body, _ = api("post", "/api/v1/publish", {"group": "news", "data": 1}, HTTP_IDEMPOTENCY_KEY=once_key)
+    assert status == 400 and "Idempotency-Key" in body["error"]["message"]
+    assert sync_redis.keys(keys.stream("*")) == []
+
+
 def test_oversized_body_is_413(api, settings):
     settings.GROUPCAST_MAX_BODY_BYTES = 1000
     status, body, _ = api("post", "/api/v1/publish", {"group": "news", "data": "x" * 2000})

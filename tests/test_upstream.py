@@ -23,3 +23,30 @@ def test_pyproject_pins_each_upstream_at_the_checked_version():
 def test_versions_moved_names_an_upstream_off_its_pin(monkeypatch):
     monkeypatch.setitem(PINNED, "daphne", "0.0.1")
     assert versions_moved() == {"daphne": version("daphne")}
+
+
+def test_gunicorn_refusals_are_written_in_the_api_error_shape():
+    import json
+    import socket
+
+    from gunicorn import util
+
+    from service.upstream import gunicorn
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        gunicorn.write_json_error(ours, 400, "Bad Request", "Invalid HTTP Header: 'IDEMPOTENCY-KEY'")
+        ours.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: theirs.recv(4096), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Content-Type: application/json" in head and b"Connection: close" in head
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert json.loads(body) == {"error": {"code": "bad_request",
+                                          "message": "Bad Request: Invalid HTTP Header: 'IDEMPOTENCY-KEY'"}}
+    original = util.write_error
+    try:
+        gunicorn.json_errors()
+        assert util.write_error is gunicorn.write_json_error
+    finally:
+        util.write_error = original

@@ -2,16 +2,23 @@
 
 Sized from the environment (GUNICORN_WORKERS, GUNICORN_THREADS, GUNICORN_BIND). Metrics
 use prometheus_client's multiprocess mode, so every worker process is counted once.
+
+gunicorn listens on loopback behind the front (service/front, nginx in the same pod),
+which reads every request whole before passing it on: gthread holds a thread while a
+request arrives, so clients must never reach gunicorn directly.
 """
 
 import os
 
 from prometheus_client import multiprocess
 
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+from service.upstream import gunicorn as gunicorn_upstream
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
+# The front keeps idle connections for 4 s (service/front/nginx.conf): less than this.
 keepalive = 5
 timeout = 30
 graceful_timeout = 20
@@ -19,6 +26,14 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 worker_tmp_dir = os.environ.get("GUNICORN_TMP_DIR", "/tmp")
 # No control socket: it would write under $HOME, which is read-only in the image.
 control_socket_disable = True
+# The front answers 414/431 past GROUPCAST_MAX_HEADER_BYTES (at most 65536) per line: admit
+# whatever it passes on (it writes "Name:value" as "Name: value", a byte longer).
+limit_request_line = 0  # no limit of gunicorn's own below its 1 MB ceiling
+limit_request_fields = 32768
+limit_request_field_size = 2 * 65536
+
+# gunicorn's own refusals (a control character in a header, say) in the API's error shape.
+gunicorn_upstream.json_errors()
 
 
 def child_exit(server, worker):

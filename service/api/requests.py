@@ -1,4 +1,4 @@
-"""Reading and checking API request bodies; each problem is a 400 naming the field."""
+"""Reading and checking API requests; each problem is a 4xx naming what is wrong."""
 
 import json
 import math
@@ -11,11 +11,13 @@ from service.groups import GROUP_RULE, is_group_name, is_group_pattern
 from service.tokens import info_valid
 
 MAX_JOB_GROUPS = 10000
+JSON_CHARSETS = ("utf-8", "utf8")
 
 
 def json_body(request):
-    """The request's JSON object: 413 when too large, 400 when not a JSON object of
-    finite numbers and valid Unicode (what every client can read back)."""
+    """The request's JSON object: 415 when not sent as JSON, 413 when too large, 400 when
+    not a JSON object of finite numbers and valid Unicode (what every client can read back)."""
+    _require_json(request)
     limit = settings.GROUPCAST_MAX_BODY_BYTES
     length = request.META.get("CONTENT_LENGTH", "")
     if length:
@@ -46,6 +48,25 @@ def json_body(request):
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object")
     return body
+
+
+def _require_json(request):
+    """415 unless the body is declared `application/json` (UTF-8: JSON's only charset),
+    rather than reading a body declared as text or a form as if it were JSON."""
+    charset = request.content_params.get("charset", "utf-8").lower()
+    if request.content_type != "application/json" or charset not in JSON_CHARSETS:
+        raise ApiError(
+            415, "unsupported_media_type",
+            "the body must be sent as Content-Type: application/json (charset utf-8, if any)",
+        )
+
+
+def idempotency_key(request):
+    """The Idempotency-Key header, or None: 1-200 printable ASCII characters, else 400."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 200 and key.isascii() and key.isprintable()):
+        raise bad_request("Idempotency-Key must be 1-200 printable ASCII characters")
+    return key
 
 
 def _not_json(name):

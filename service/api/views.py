@@ -80,12 +80,10 @@ def _bearer(request):
 def publish(request):
     try:
         group, data = requests.publish_request(requests.json_body(request))
+        once_key = requests.idempotency_key(request)
     except ApiError as error:
         metrics.PUBLISH_ERRORS.labels(error.code).inc()
         raise
-    once_key = request.headers.get("Idempotency-Key")
-    if once_key is not None and not 1 <= len(once_key) <= 200:
-        raise requests.bad_request("Idempotency-Key must be 1-200 characters")
     try:
         # The key is scoped to the group: reusing it for another group is another publish.
         offset = publish_message(

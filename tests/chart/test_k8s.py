@@ -51,6 +51,8 @@ def test_dev_overlay_uses_local_images(kustomize_build):
     assert socket["spec"]["replicas"] == 1
     container = socket["spec"]["template"]["spec"]["containers"][0]
     assert (container["image"], container["imagePullPolicy"]) == ("localhost/groupcast:0.1.0", "Never")
+    for container in one(docs, "Deployment", "groupcast-http")["spec"]["template"]["spec"]["containers"]:
+        assert (container["image"], container["imagePullPolicy"]) == ("localhost/groupcast:0.1.0", "Never")
     redis = one(docs, "StatefulSet", "groupcast-redis")["spec"]["template"]["spec"]["containers"][0]
     assert redis["image"] == "localhost/groupcast-redis:7"
 

@@ -110,13 +110,45 @@ def test_every_role_serves_metrics_and_probes_on_the_metrics_port(case):
         deployment = one(docs, "Deployment", f"groupcast-{role}")
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert labels["app.kubernetes.io/component"] == role
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        assert container["args"] == [role]
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        assert containers[0]["args"] == [role]
+        # http: the front owns the pod's port and answers for gunicorn behind it.
+        (container,) = [c for c in containers if "ports" in c]
+        assert container["args"] == (["http-front"] if role == "http" else [role])
         assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        if role != "http":
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
         service = one(docs, "Service", f"groupcast-{role}")
         assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_http_pods_reach_gunicorn_only_through_the_front(render):
+    docs = render({"http": {"front": {"maxConnections": 2048, "headerTimeoutSeconds": 3, "maxHeaderBytes": 16384}},
+                   "config": {"maxBodyBytes": 131072}})
+    spec = one(docs, "Deployment", "groupcast-http")["spec"]["template"]["spec"]
+    gunicorn, front = spec["containers"]
+    assert (gunicorn["name"], front["name"]) == ("http", "front")
+    assert front["image"] == gunicorn["image"] == "groupcast:0.1.0"
+    assert "ports" not in gunicorn
+    assert env_of(gunicorn)["GUNICORN_BIND"]["value"] == env_of(front)["GROUPCAST_FRONT_UPSTREAM"]["value"] == "127.0.0.1:8080"
+    assert env_of(front)["GROUPCAST_FRONT_BIND"]["value"] == "0.0.0.0:8000"
+    front_env = {name: e["value"] for name, e in env_of(front).items()}
+    assert front_env["GROUPCAST_HTTP_MAX_CONNECTIONS"] == "2048"
+    assert front_env["GROUPCAST_HTTP_HEADER_TIMEOUT"] == "3"
+    assert front_env["GROUPCAST_HTTP_BODY_TIMEOUT"] == "5"
+    assert front_env["GROUPCAST_HTTP_KEEPALIVE_TIMEOUT"] == "15"
+    assert front_env["GROUPCAST_MAX_HEADER_BYTES"] == "16384"
+    # GROUPCAST_MAX_BODY_BYTES comes from the ConfigMap, the same value Django reads; no Secret.
+    assert front["envFrom"] == [{"configMapRef": {"name": "groupcast"}}]
+    assert one(docs, "ConfigMap", "groupcast")["data"]["GROUPCAST_MAX_BODY_BYTES"] == "131072"
+    assert "REDIS_URL" not in front_env
+    # gunicorn's own probes go to it on loopback: a busy or restarting front restarts nothing else.
+    for probe in ("livenessProbe", "startupProbe"):
+        assert "http://127.0.0.1:8080/healthz" in " ".join(gunicorn[probe]["exec"]["command"])
+    assert front["livenessProbe"]["tcpSocket"] == {"port": "metrics"}
+    assert {m["mountPath"] for m in front["volumeMounts"]} == {"/tmp"}
+    assert front["lifecycle"] == gunicorn["lifecycle"]
 
 
 def test_every_resource_has_component_labels(case):
@@ -300,15 +332,19 @@ def test_overrides_reach_the_socket_pods(render):
 # Settings the chart leaves at the service's default, and why.
 UNSET_SETTINGS = {
     "GROUPCAST_METRICS_HOST": "0.0.0.0 by default, which is what a pod wants",
+    "GROUPCAST_FRONT_DIR": "/tmp/groupcast-front by default, in the pod's /tmp emptyDir",
 }
 
 
 def test_chart_sets_every_setting_the_service_reads(render):
-    read = set(re.findall(r'env\.\w+\(\s*"([A-Z0-9_]+)"', (ROOT / "service" / "settings.py").read_text()))
+    read = set()
+    for module in ("settings.py", "front/config.py"):
+        read |= set(re.findall(r'env\.\w+\(\s*"([A-Z0-9_]+)"', (ROOT / "service" / module).read_text()))
     docs = render()
     given = set(one(docs, "ConfigMap", "groupcast")["data"]) | set(one(docs, "Secret", "groupcast")["data"])
     for role in ("http", "socket", "worker"):
-        given |= set(env_of(one(docs, "Deployment", f"groupcast-{role}")["spec"]["template"]["spec"]["containers"][0]))
+        for container in one(docs, "Deployment", f"groupcast-{role}")["spec"]["template"]["spec"]["containers"]:
+            given |= set(env_of(container))
     assert read - given - set(UNSET_SETTINGS) == set()
 
 

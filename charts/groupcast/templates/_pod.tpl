@@ -33,7 +33,7 @@ env:
   {{- include "groupcast.redisUrlEnv" $ctx | nindent 2 }}
   {{- if eq .component "http" }}
   - name: GUNICORN_BIND
-    value: "0.0.0.0:8000"
+    value: {{ include "groupcast.gunicornAddress" . | quote }}
   - name: GUNICORN_WORKERS
     value: {{ $values.workers | int64 | quote }}
   - name: GUNICORN_THREADS
@@ -58,7 +58,8 @@ env:
   {{- end }}
 {{- end }}
 
-{{/* Container port of each role; /metrics, /healthz and /readyz are served on it. */}}
+{{/* Container port of each role; /metrics, /healthz and /readyz are served on it (http: by
+the front, _front.tpl). */}}
 {{- define "groupcast.port" -}}
 {{- get (dict "http" 8000 "socket" 8001 "worker" 9102) . }}
 {{- end }}
@@ -84,6 +85,20 @@ containers:
     imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
     args: [{{ $component | quote }}]
     {{- include "groupcast.env" . | trim | nindent 4 }}
+    {{- if eq $component "http" }}
+    # No port: gunicorn listens on loopback, behind the front.
+    livenessProbe:
+      {{- include "groupcast.gunicornProbe" . | nindent 6 }}
+      initialDelaySeconds: 10
+      periodSeconds: 10
+      timeoutSeconds: 5
+      failureThreshold: 6
+    startupProbe:
+      {{- include "groupcast.gunicornProbe" . | nindent 6 }}
+      periodSeconds: 2
+      timeoutSeconds: 5
+      failureThreshold: 60
+    {{- else }}
     ports:
       - name: metrics
         containerPort: {{ $port }}
@@ -109,6 +124,7 @@ containers:
         port: metrics
       periodSeconds: 2
       failureThreshold: 60
+    {{- end }}
     {{- if gt (int $values.preStopSleepSeconds) 0 }}
     lifecycle:
       preStop:
@@ -126,6 +142,9 @@ containers:
       - name: prometheus
         mountPath: /tmp/prometheus
       {{- end }}
+  {{- if eq $component "http" }}
+  {{- include "groupcast.frontContainer" . | nindent 2 }}
+  {{- end }}
 volumes:
   - name: tmp
     emptyDir:
