@@ -79,6 +79,10 @@ TOKEN_REFRESHES = Counter(
 CLIENT_PUBLISHES = Counter(
     "groupcast_client_publishes", "Publish frames from clients, by outcome.", ["outcome"]
 )
+REBALANCED = Counter(
+    "groupcast_rebalanced",
+    "Connections closed with 1012 to move them to less loaded socket processes (or aged out).",
+)
 SSE_STREAMS = Counter("groupcast_sse_streams", "Server-Sent Events streams opened.")
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",

@@ -51,6 +51,13 @@ GROUPCAST_JWT_LEEWAY = env.int("GROUPCAST_JWT_LEEWAY", default=10, minimum=0, ma
 
 # Lifecycle
 GROUPCAST_DRAIN_SECONDS = env.float("GROUPCAST_DRAIN_SECONDS", default=10.0, minimum=0)
+# Rebalancing (service/socket/rebalance.py): a process over the fleet's mean connections by
+# more than the tolerance moves its excess at this rate; optionally, connections older than
+# GROUPCAST_MAX_CONNECTION_AGE seconds (jittered) are recycled (0: never).
+GROUPCAST_REBALANCE = env.bool("GROUPCAST_REBALANCE", default=True)
+GROUPCAST_REBALANCE_TOLERANCE = env.float("GROUPCAST_REBALANCE_TOLERANCE", default=0.2, minimum=0)
+GROUPCAST_REBALANCE_RATE = env.float("GROUPCAST_REBALANCE_RATE", default=20.0, minimum=0.1)
+GROUPCAST_MAX_CONNECTION_AGE = env.float("GROUPCAST_MAX_CONNECTION_AGE", default=0, minimum=0)
 # A comment line on an idle SSE stream this often, so that proxies keep it open
 GROUPCAST_SSE_KEEPALIVE_SECONDS = env.float("GROUPCAST_SSE_KEEPALIVE_SECONDS", default=15.0, minimum=1)
 GROUPCAST_PRESENCE_TTL = env.int("GROUPCAST_PRESENCE_TTL", default=30, minimum=3)

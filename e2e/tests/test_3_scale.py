@@ -2,14 +2,17 @@
 
 With clients on every socket pod (a port-forward to each pod), one publish reaches each
 subscriber exactly once, and GET /api/v1/groups/<g> counts all of them. Then one user,
-connected on all three pods, is thrown out by one API call.
+connected on all three pods, is thrown out by one API call; and 300 clients that all landed
+on one pod spread over three after a scale-up.
 """
 
 import asyncio
 import time
+import urllib.request
 
-from client import Subscriber
+from client import Subscriber, assert_exactly_once_in_order
 from conftest import unique
+from stream import PublishStream
 
 CLIENTS_PER_POD = 2
 
@@ -98,3 +101,53 @@ async def test_disconnect_a_user_across_three_socket_pods(api, cluster, forwards
                    bystanders_received=sum(len(s.offsets(group)) for s in bystanders))
     finally:
         await asyncio.gather(*(s.stop() for s in banned + bystanders))
+
+
+async def test_connections_rebalance_after_a_scale_up(api, cluster, forwards, report):
+    """300 clients through the socket Service on one pod; scale to 3: within 2 minutes each
+    pod holds 100 ± 25, and every client gets every acknowledged message once, in order."""
+    deployment = cluster.deployment_name("socket")
+    await asyncio.to_thread(cluster.upgrade, "--set", "socket.autoscaling.enabled=false",
+                            "--set", "socket.replicaCount=1")
+    cluster.kubectl("scale", f"deployment/{deployment}", "--replicas=1")
+    await asyncio.to_thread(cluster.wait_pods, "socket", 1)
+    group = unique("s3r")
+    token = api.token([group], sub="rebalance")
+    clients = [Subscriber(f"c{i}", cluster.ws_url, token, [group]) for i in range(300)]
+    stream = None
+    try:
+        for start in range(0, len(clients), 50):  # in waves, as users arrive
+            await asyncio.gather(*(c.start(timeout=60) for c in clients[start:start + 50]))
+        stream = PublishStream(api, group, interval=0.1).start()
+        await stream.wait_acked(5, 30)
+        started = time.monotonic()
+        cluster.kubectl("scale", f"deployment/{deployment}", "--replicas=3")
+        pods = await asyncio.to_thread(cluster.wait_pods, "socket", 3)
+        ports = {pod: forwards(f"pod/{pod}", 8001).local_port for pod in pods}
+        while True:
+            counts = {pod: await asyncio.to_thread(pod_connections, port) for pod, port in ports.items()}
+            if all(75 <= n <= 125 for n in counts.values()):
+                break
+            assert time.monotonic() - started < 120, f"not rebalanced within 2 minutes: {counts}"
+            await asyncio.sleep(2)
+        balanced_in = round(time.monotonic() - started)
+        await stream.wait_acked(5, 30)
+        await stream.stop()
+        for client in clients:
+            await client.wait_for(lambda c=client: set(stream.acked) <= set(c.offsets(group)), 60, "every acked message")
+            assert_exactly_once_in_order(client, group, stream.acked)
+        report.add("3 rebalance after scale-up 1->3 (through the Service)", clients=len(clients),
+                   per_pod=sorted(counts.values()), seconds=balanced_in, acked=len(stream.acked),
+                   reconnects=sum(c.connects - 1 for c in clients))
+    finally:
+        if stream is not None and not stream._stop.is_set():
+            await stream.stop()
+        await asyncio.gather(*(c.stop() for c in clients))
+
+
+def pod_connections(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("groupcast_connections "):
+                return float(line.split()[1])
+    return 0.0

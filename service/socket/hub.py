@@ -22,6 +22,7 @@ from service import metrics
 from service.socket import frames
 from service.socket.expiry import Expiries
 from service.socket.fanout import Fanout
+from service.socket.rebalance import Rebalancer
 from service.socket.subscribers import DISCONNECTED, RESTARTING, TRY_AGAIN_LATER
 from service.storage.clients import make_async
 from service.storage.presence import Presence
@@ -72,6 +73,9 @@ class Hub:
         self.presence = Presence(client, process_id)
         self.fanout = Fanout(client=client, link=link, presence=self.presence)
         self.fanout.on_control = self._control
+        self.rebalancer = Rebalancer(self)
+        self.presence.connections = lambda: len(self.subscribers)
+        self.presence.after_beat = self.rebalancer.after_beat
 
     def start(self):
         self.fanout.start()

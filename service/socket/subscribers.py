@@ -30,7 +30,7 @@ REPLAY_STALL_SECONDS = 10.0
 class Subscriber:
     __slots__ = (
         "channel_name", "sink", "claims", "groups", "present", "close_code",
-        "_limit", "_tokens", "_refilled",
+        "connected_at", "_limit", "_tokens", "_refilled",
     )
 
     def __init__(self, *, channel_name, sink, claims=None):
@@ -41,6 +41,7 @@ class Subscriber:
         self.groups = set()
         # the groups it is listed in as a member (asked for presence)
         self.present = set()
+        self.connected_at = time.monotonic()
         self.close_code = None
         self._limit = settings.GROUPCAST_SEND_QUEUE_BYTES
         self._tokens = 2 * settings.GROUPCAST_CLIENT_RATE

@@ -61,6 +61,12 @@ def presence_counts_prefix():
     return f"{prefix()}:presence:"
 
 
+def connections():
+    """Hash: each live socket process's open connections (process -> count), from its
+    heartbeat; processes over the fleet's mean rebalance."""
+    return f"{prefix()}:connections"
+
+
 def members(group):
     """Hash: the group's present members (sub -> connections, across every process)."""
     return f"{prefix()}:members:{group}"

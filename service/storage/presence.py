@@ -22,17 +22,27 @@ from service.storage.clients import redis_sync
 
 log = logging.getLogger(__name__)
 
-# KEYS: processes zset, this process's hash. ARGV: process id, ttl, then group/count
-# pairs (count 0 removes the group).
+# KEYS: processes zset, this process's hash, the connections hash. ARGV: process id, ttl,
+# this process's connections ('' on a count-only write), then group/count pairs (count 0
+# removes the group).
 BEAT_SCRIPT = """
 local now = tonumber(redis.call('TIME')[1])
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   if ARGV[i + 1] == '0' then redis.call('HDEL', KEYS[2], ARGV[i])
   else redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[3]) end
 return now
+"""
+
+# The connections of every live socket process. KEYS: processes zset, connections hash.
+FLEET_SCRIPT = """
+local now = tonumber(redis.call('TIME')[1])
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+if #live == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(live))
 """
 
 # KEYS: processes zset. ARGV: group, hash key prefix. (Dead processes are left for the
@@ -90,6 +100,7 @@ for _, process in ipairs(dead) do
     end
   end
   redis.call('DEL', own, ARGV[1] .. 'presence:' .. process)
+  redis.call('HDEL', ARGV[1] .. 'connections', process)
   redis.call('ZREM', KEYS[1], process)
 end
 return #dead
@@ -122,6 +133,10 @@ class Presence:
         self._member = client.register_script(MEMBER_SCRIPT)
         self._sweep = client.register_script(SWEEP_SCRIPT)
         self._members = client.register_script(MEMBERS_SCRIPT)
+        self._fleet = client.register_script(FLEET_SCRIPT)
+        # called after each heartbeat: the process's connection count, and what to do next
+        self.connections = None
+        self.after_beat = None
         # "group sub" -> this process's connections: what the members hash holds for it
         self.members_here = {}
 
@@ -152,7 +167,7 @@ class Presence:
         finally:
             self._flushing = None
 
-    async def _write(self, groups):
+    async def _write(self, groups, connections=""):
         pairs = []
         for group in groups:
             count = self.counts.get(group, 0)
@@ -160,9 +175,14 @@ class Presence:
                 self.counts.pop(group, None)
             pairs += [group, count]
         await self._beat(
-            keys=[keys.presence_processes(), keys.presence_counts(self.process_id)],
-            args=[self.process_id, settings.GROUPCAST_PRESENCE_TTL, *pairs],
+            keys=[keys.presence_processes(), keys.presence_counts(self.process_id), keys.connections()],
+            args=[self.process_id, settings.GROUPCAST_PRESENCE_TTL, connections, *pairs],
         )
+
+    async def fleet(self):
+        """The connections of every live socket process (this one included)."""
+        counts = await self._fleet(keys=[keys.presence_processes(), keys.connections()])
+        return [int(count) for count in counts if count is not None]
 
     # Members
 
@@ -204,8 +224,11 @@ class Presence:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._write(set(self.counts))
+                connections = self.connections() if self.connections is not None else ""
+                await self._write(set(self.counts), connections)
                 await self.sweep()
+                if self.after_beat is not None:
+                    await self.after_beat()
             except Exception as error:  # keep beating through Redis outages
                 log.warning("presence heartbeat failed: %s", error)
 
