@@ -60,6 +60,13 @@ RECOVERED = Counter(
 CLIENT_ERRORS = Counter(
     "groupcast_client_errors", "Client frames answered with an error, by code.", ["code"]
 )
+LINK_LOSSES = Counter(
+    "groupcast_redis_link_losses",
+    "Times this socket process declared its Redis pub/sub link lost and resubscribed, by "
+    "reason: silent (pings unanswered for GROUPCAST_REDIS_PING_MISSES periods) or error "
+    "(the connection failed).",
+    ["reason"],
+)
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",
     "WebSocket connections opened, by how their frames are written: direct (the fast "
@@ -97,6 +104,7 @@ ROLE_LABELS = {
         (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),
         (DISCONNECTS, ["1000", "1001", "1006", "1009", "1012", "1013", "4001", "4003", "4008"]),
         (CONNECTION_SINKS, ["direct", "asgi"]),
+        (LINK_LOSSES, ["silent", "error"]),
         (EVENTS, ["sent", "dropped"]),
     ],
     "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],

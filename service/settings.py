@@ -41,6 +41,13 @@ GROUPCAST_JWT_LEEWAY = env.int("GROUPCAST_JWT_LEEWAY", default=10, minimum=0, ma
 # Lifecycle
 GROUPCAST_DRAIN_SECONDS = env.float("GROUPCAST_DRAIN_SECONDS", default=10.0, minimum=0)
 GROUPCAST_PRESENCE_TTL = env.int("GROUPCAST_PRESENCE_TTL", default=30, minimum=3)
+# The socket role's pub/sub link to Redis is pinged every period it is idle, and declared
+# lost (resubscribe and replay every group) once a ping has gone unanswered for MISSES
+# periods: a hung link is found within (MISSES + 2) periods, a slow pong is never a loss.
+GROUPCAST_REDIS_PING_SECONDS = env.float(
+    "GROUPCAST_REDIS_PING_SECONDS", default=2.0, minimum=0.05, maximum=60
+)
+GROUPCAST_REDIS_PING_MISSES = env.int("GROUPCAST_REDIS_PING_MISSES", default=3, minimum=2, maximum=100)
 GROUPCAST_JOB_LEASE_SECONDS = env.int("GROUPCAST_JOB_LEASE_SECONDS", default=30, minimum=2)
 GROUPCAST_JOB_MAX_ATTEMPTS = env.int("GROUPCAST_JOB_MAX_ATTEMPTS", default=5, minimum=1)
 GROUPCAST_WORKER_CONCURRENCY = env.int("GROUPCAST_WORKER_CONCURRENCY", default=4, minimum=1)
