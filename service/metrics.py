@@ -77,6 +77,13 @@ CONNECTION_SINKS = Counter(
 # worker
 JOBS = Counter("groupcast_jobs", "Job runs finished, by status.", ["status"])
 JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
+PROBE_REFUSED = Counter(
+    "groupcast_probe_refused",
+    "Connections to the worker's probe/metrics listener closed for a limit, by reason: "
+    "timeout (GROUPCAST_METRICS_TIMEOUT), too_large (GROUPCAST_METRICS_MAX_REQUEST_BYTES), "
+    "bad_request, over_capacity (GROUPCAST_METRICS_MAX_CONNECTIONS).",
+    ["reason"],
+)
 
 # socket (sent, dropped) and worker (received, delivered, webhook_failed)
 EVENTS = Counter("groupcast_events", "Connection events handled, by status.", ["status"])
@@ -107,7 +114,11 @@ ROLE_LABELS = {
         (LINK_LOSSES, ["silent", "error"]),
         (EVENTS, ["sent", "dropped"]),
     ],
-    "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],
+    "worker": [
+        (JOBS, ["done", "retried", "failed", "lost"]),
+        (EVENTS, ["received", "delivered", "webhook_failed"]),
+        (PROBE_REFUSED, ["timeout", "too_large", "bad_request", "over_capacity"]),
+    ],
 }
 
 
@@ -142,6 +153,10 @@ class WorkerGauges:
     def __init__(self):
         self.job_queue_depth = Gauge(
             "groupcast_job_queue_depth", "Jobs waiting to be run (queued, or scheduled and due)."
+        )
+        self.probe_connections = Gauge(
+            "groupcast_probe_connections",
+            "Connections open to this worker's probe/metrics listener.",
         )
 
 

@@ -54,6 +54,16 @@ GROUPCAST_WORKER_CONCURRENCY = env.int("GROUPCAST_WORKER_CONCURRENCY", default=4
 GROUPCAST_WEBHOOK_URL = env.url("GROUPCAST_WEBHOOK_URL", default=None, schemes=("http", "https"))
 GROUPCAST_METRICS_PORT = env.int("GROUPCAST_METRICS_PORT", default=9102, minimum=1, maximum=65535)
 GROUPCAST_METRICS_HOST = env.str("GROUPCAST_METRICS_HOST", default="0.0.0.0")
+# The worker's probe/metrics listener: seconds for a whole request (accept to last byte
+# answered, not renewed per byte), the largest request head, and the connections open at
+# once (at the bound the one idle longest is closed, so probes always get in).
+GROUPCAST_METRICS_TIMEOUT = env.float("GROUPCAST_METRICS_TIMEOUT", default=5.0, minimum=0.1, maximum=60)
+GROUPCAST_METRICS_MAX_REQUEST_BYTES = env.int(
+    "GROUPCAST_METRICS_MAX_REQUEST_BYTES", default=8192, minimum=512, maximum=65536
+)
+GROUPCAST_METRICS_MAX_CONNECTIONS = env.int(
+    "GROUPCAST_METRICS_MAX_CONNECTIONS", default=100, minimum=1, maximum=10000
+)
 
 # Demo page: where browsers open the WebSocket (default: /ws on the page's own host)
 GROUPCAST_WS_URL = env.url("GROUPCAST_WS_URL", default="", schemes=("ws", "wss"))
