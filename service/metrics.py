@@ -30,6 +30,12 @@ PUBLISH_ERRORS = Counter(
 PUBLISH_SECONDS = Histogram(
     "groupcast_publish_seconds", "Time to store and announce one message.", buckets=FAST
 )
+JOBS_REFUSED = Counter(
+    "groupcast_jobs_refused",
+    "POST /jobs refused, by reason: rate, delay or at outside their bounds (400), "
+    "queue_full (GROUPCAST_JOB_MAX_QUEUED jobs waiting, 503), or the request's error code.",
+    ["reason"],
+)
 HTTP_REQUESTS = Counter(
     "groupcast_http_requests", "HTTP API requests, by view and status.", ["view", "status"]
 )
@@ -75,7 +81,12 @@ CONNECTION_SINKS = Counter(
 )
 
 # worker
-JOBS = Counter("groupcast_jobs", "Job runs finished, by status.", ["status"])
+JOBS = Counter(
+    "groupcast_jobs",
+    "Job runs finished, by status: done, retried, failed, lost (taken over), timed_out "
+    "(past GROUPCAST_JOB_MAX_SECONDS), expired (not started within GROUPCAST_JOB_QUEUE_TTL).",
+    ["status"],
+)
 JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
 PROBE_REFUSED = Counter(
     "groupcast_probe_refused",
@@ -106,6 +117,7 @@ REDIS_ERRORS = Counter(
 ROLE_LABELS = {
     "http": [
         (PUBLISH_ERRORS, ["bad_json", "bad_request", "bad_group", "too_large", "unavailable", "not_replicated"]),
+        (JOBS_REFUSED, ["rate", "delay", "at", "queue_full", "bad_json", "bad_request", "bad_group", "too_large"]),
     ],
     "socket": [
         (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),
@@ -115,7 +127,7 @@ ROLE_LABELS = {
         (EVENTS, ["sent", "dropped"]),
     ],
     "worker": [
-        (JOBS, ["done", "retried", "failed", "lost"]),
+        (JOBS, ["done", "retried", "failed", "lost", "timed_out", "expired"]),
         (EVENTS, ["received", "delivered", "webhook_failed"]),
         (PROBE_REFUSED, ["timeout", "too_large", "bad_request", "over_capacity"]),
     ],

@@ -51,6 +51,22 @@ GROUPCAST_REDIS_PING_MISSES = env.int("GROUPCAST_REDIS_PING_MISSES", default=3, 
 GROUPCAST_JOB_LEASE_SECONDS = env.int("GROUPCAST_JOB_LEASE_SECONDS", default=30, minimum=2)
 GROUPCAST_JOB_MAX_ATTEMPTS = env.int("GROUPCAST_JOB_MAX_ATTEMPTS", default=5, minimum=1)
 GROUPCAST_WORKER_CONCURRENCY = env.int("GROUPCAST_WORKER_CONCURRENCY", default=4, minimum=1)
+# Job bounds, so that a few jobs cannot hold every worker slot and job records cannot
+# fill Redis (POST /jobs answers 400 or 503 past them, counted by reason):
+# - a run's time limit; a job's rate must let it publish to all its groups within it;
+GROUPCAST_JOB_MAX_SECONDS = env.int("GROUPCAST_JOB_MAX_SECONDS", default=600, minimum=1, maximum=86400)
+# - how far ahead `delay` or `at` may schedule a job;
+GROUPCAST_JOB_MAX_DELAY = env.int("GROUPCAST_JOB_MAX_DELAY", default=2592000, minimum=0)
+# - how far in the past `at` may be (clock skew, a retried request); it then runs now;
+GROUPCAST_JOB_PAST_TOLERANCE = env.int(
+    "GROUPCAST_JOB_PAST_TOLERANCE", default=300, minimum=0, maximum=86400
+)
+# - jobs waiting at once, queued or delayed (503 queue_full above);
+GROUPCAST_JOB_MAX_QUEUED = env.int("GROUPCAST_JOB_MAX_QUEUED", default=1000, minimum=1)
+# - how long after its time a job not yet started is given up (no worker, say);
+GROUPCAST_JOB_QUEUE_TTL = env.int("GROUPCAST_JOB_QUEUE_TTL", default=86400, minimum=60)
+# - how long an ended job's status stays readable.
+GROUPCAST_JOB_KEEP_SECONDS = env.int("GROUPCAST_JOB_KEEP_SECONDS", default=86400, minimum=60)
 GROUPCAST_WEBHOOK_URL = env.url("GROUPCAST_WEBHOOK_URL", default=None, schemes=("http", "https"))
 GROUPCAST_METRICS_PORT = env.int("GROUPCAST_METRICS_PORT", default=9102, minimum=1, maximum=65535)
 GROUPCAST_METRICS_HOST = env.str("GROUPCAST_METRICS_HOST", default="0.0.0.0")

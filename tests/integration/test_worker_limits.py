@@ -1,5 +1,5 @@
 """A real runworker under load it must not let starve it: 1,000 idle connections on its
-probe port."""
+probe port, and jobs slow enough to hold every job slot."""
 
 import os
 import resource
@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 
 from devstack import ROOT, free_port, wait_until
+from service.storage import jobs as records
 
 pytestmark = pytest.mark.slow
 
 PROBE_TIMEOUT = 2.0
 PROBE_MAX_CONNECTIONS = 100
 IDLE = 1000
+SLOTS = 2
+JOB_MAX_SECONDS = 2
 
 
 class Worker:
@@ -91,6 +94,8 @@ def worker():
     running = Worker({
         "GROUPCAST_METRICS_TIMEOUT": str(PROBE_TIMEOUT),
         "GROUPCAST_METRICS_MAX_CONNECTIONS": str(PROBE_MAX_CONNECTIONS),
+        "GROUPCAST_WORKER_CONCURRENCY": str(SLOTS),
+        "GROUPCAST_JOB_MAX_SECONDS": str(JOB_MAX_SECONDS),
     })
     try:
         running.start()
@@ -151,3 +156,26 @@ def test_probes_answer_at_once_while_1000_idle_connections_are_held(worker, enou
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_jobs_too_slow_for_their_time_limit_free_their_slots_for_the_others(worker, settings):
+    """The issue's case: jobs at rate 1e-9 (made here in storage, as the API now refuses
+    them) once held every slot forever; now each is stopped at its time limit."""
+    settings.GROUPCAST_REDIS_PREFIX = worker.prefix
+    now = time.time()
+    slow = [records.job_create(groups=[f"slow{n}", f"slow{n}b"], data=1, run_at=now, rate=1e-9)
+            for n in range(SLOTS * 2)]
+    wait_until(lambda: all(records.job_get(j)["status"] != "queued" for j in slow[:SLOTS]), 10,
+               "the slow jobs to take every slot")
+    quick = records.job_create(groups=["quick"], data=1, run_at=time.time())
+    asked = time.monotonic()
+    wait_until(lambda: records.job_get(quick)["status"] == "done", 3 * JOB_MAX_SECONDS + 10,
+               "the ordinary job to run")
+    # it waited for at most two rounds of slow jobs to reach their time limit
+    assert time.monotonic() - asked < 2 * JOB_MAX_SECONDS + 5
+    wait_until(lambda: all(records.job_get(j)["status"] == "failed" for j in slow),
+               3 * JOB_MAX_SECONDS + 10, "every slow job to be stopped")
+    for job in slow:
+        status = records.job_get(job)
+        assert f"time limit of {JOB_MAX_SECONDS}s" in status["error"] and status["attempts"] == 1
+    assert worker.metric("groupcast_jobs_total", 'status="timed_out"') == len(slow)
