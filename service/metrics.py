@@ -30,6 +30,12 @@ PUBLISH_ERRORS = Counter(
 PUBLISH_SECONDS = Histogram(
     "groupcast_publish_seconds", "Time to store and announce one message.", buckets=FAST
 )
+JOBS_REFUSED = Counter(
+    "groupcast_jobs_refused",
+    "POST /jobs refused, by reason: rate, delay or at outside their bounds (400), "
+    "queue_full (GROUPCAST_JOB_MAX_QUEUED jobs waiting, 503), or the request's error code.",
+    ["reason"],
+)
 HTTP_REQUESTS = Counter(
     "groupcast_http_requests", "HTTP API requests, by view and status.", ["view", "status"]
 )
@@ -84,6 +90,13 @@ REBALANCED = Counter(
     "Connections closed with 1012 to move them to less loaded socket processes (or aged out).",
 )
 SSE_STREAMS = Counter("groupcast_sse_streams", "Server-Sent Events streams opened.")
+LINK_LOSSES = Counter(
+    "groupcast_redis_link_losses",
+    "Times this socket process declared its Redis pub/sub link lost and resubscribed, by "
+    "reason: silent (pings unanswered for GROUPCAST_REDIS_PING_MISSES periods) or error "
+    "(the connection failed).",
+    ["reason"],
+)
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",
     "WebSocket connections opened, by how their frames are written: direct (the fast "
@@ -92,8 +105,20 @@ CONNECTION_SINKS = Counter(
 )
 
 # worker
-JOBS = Counter("groupcast_jobs", "Job runs finished, by status.", ["status"])
+JOBS = Counter(
+    "groupcast_jobs",
+    "Job runs finished, by status: done, retried, failed, lost (taken over), timed_out "
+    "(past GROUPCAST_JOB_MAX_SECONDS), expired (not started within GROUPCAST_JOB_QUEUE_TTL).",
+    ["status"],
+)
 JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
+PROBE_REFUSED = Counter(
+    "groupcast_probe_refused",
+    "Connections to the worker's probe/metrics listener closed for a limit, by reason: "
+    "timeout (GROUPCAST_METRICS_TIMEOUT), too_large (GROUPCAST_METRICS_MAX_REQUEST_BYTES), "
+    "bad_request, over_capacity (GROUPCAST_METRICS_MAX_CONNECTIONS).",
+    ["reason"],
+)
 
 # socket (sent, dropped) and worker (received, delivered, webhook_failed)
 EVENTS = Counter("groupcast_events", "Connection events handled, by status.", ["status"])
@@ -117,6 +142,8 @@ ROLE_LABELS = {
     "http": [
         (PUBLISH_ERRORS, ["bad_json", "bad_request", "bad_group", "too_large", "unsupported_media_type",
                           "unavailable", "not_replicated"]),
+        (JOBS_REFUSED, ["rate", "delay", "at", "queue_full", "bad_json", "bad_request", "bad_group", "too_large",
+                        "unsupported_media_type"]),
     ],
     "socket": [
         (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),
@@ -125,9 +152,14 @@ ROLE_LABELS = {
         (HANDSHAKES_REFUSED, ["timeout", "over_limit"]),
         (TOKEN_REFRESHES, ["refreshed", "refused"]),
         (CLIENT_PUBLISHES, ["published", "forbidden", "failed"]),
+        (LINK_LOSSES, ["silent", "error"]),
         (EVENTS, ["sent", "dropped"]),
     ],
-    "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],
+    "worker": [
+        (JOBS, ["done", "retried", "failed", "lost", "timed_out", "expired"]),
+        (EVENTS, ["received", "delivered", "webhook_failed"]),
+        (PROBE_REFUSED, ["timeout", "too_large", "bad_request", "over_capacity"]),
+    ],
 }
 
 
@@ -166,6 +198,10 @@ class WorkerGauges:
     def __init__(self):
         self.job_queue_depth = Gauge(
             "groupcast_job_queue_depth", "Jobs waiting to be run (queued, or scheduled and due)."
+        )
+        self.probe_connections = Gauge(
+            "groupcast_probe_connections",
+            "Connections open to this worker's probe/metrics listener.",
         )
 
 

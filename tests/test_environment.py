@@ -52,6 +52,12 @@ def test_complete_environment_loads():
         ("GROUPCAST_CLIENT_RATE", "fast", "GROUPCAST_CLIENT_RATE: must be a number"),
         ("GROUPCAST_LOG_LEVEL", "LOUD", "GROUPCAST_LOG_LEVEL: must be one of"),
         ("GROUPCAST_WEBHOOK_URL", "ftp://x", "GROUPCAST_WEBHOOK_URL: must be a URL"),
+        ("GROUPCAST_REDIS_PING_MISSES", "1", "GROUPCAST_REDIS_PING_MISSES: must be at least 2"),
+        ("GROUPCAST_METRICS_TIMEOUT", "forever", "GROUPCAST_METRICS_TIMEOUT: must be a number"),
+        ("GROUPCAST_METRICS_MAX_CONNECTIONS", "0", "GROUPCAST_METRICS_MAX_CONNECTIONS: must be at least 1"),
+        ("GROUPCAST_JOB_MAX_SECONDS", "0", "GROUPCAST_JOB_MAX_SECONDS: must be at least 1"),
+        ("GROUPCAST_JOB_MAX_QUEUED", "many", "GROUPCAST_JOB_MAX_QUEUED: must be an integer"),
+        ("GROUPCAST_JOB_QUEUE_TTL", "5", "GROUPCAST_JOB_QUEUE_TTL: must be at least 60"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):

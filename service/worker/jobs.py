@@ -2,7 +2,9 @@
 
 Each group is published with the idempotency key `job:<id>:<group>`, so a retried job
 never publishes to a group twice. While it runs, the lease is renewed (and the count of
-groups done recorded); a worker that stops hands its jobs back at once.
+groups done recorded); a worker that stops hands its jobs back at once. A run that
+outlasts GROUPCAST_JOB_MAX_SECONDS is stopped and the job failed, so no job holds a
+worker slot for longer.
 """
 
 import asyncio
@@ -69,16 +71,29 @@ async def _run_leased(lease, record, progress):
     data = json.loads(record["data"])
     rate = float(record["rate"])
     keeper = asyncio.ensure_future(_keep_lease(lease, progress))
+    limit = settings.GROUPCAST_JOB_MAX_SECONDS
+    deadline = asyncio.timeout(limit)
     try:
         try:
-            offsets = await _broadcast(job_id, groups, data, rate, progress)
+            async with deadline:
+                offsets = await _broadcast(job_id, groups, data, rate, progress)
         finally:
             keeper.cancel()
     except LeaseLost:
         outcome = "lost"
     except Exception as error:
-        log.warning("job %s failed on attempt %s: %s", job_id, record["attempts"], error)
-        outcome = await lease.retry_or_fail(int(record["attempts"]), str(error)[:500])
+        if deadline.expired():
+            # Failed, not retried: another run would hold a worker slot as long again.
+            log.warning("job %s: over its time limit of %ss, stopped", job_id, limit)
+            await lease.fail(
+                f"over its time limit of {limit}s; published to {progress.published} "
+                f"of {len(groups)} groups",
+                published=progress.published,
+            )
+            outcome = "timed_out"
+        else:
+            log.warning("job %s failed on attempt %s: %s", job_id, record["attempts"], error)
+            outcome = await lease.retry_or_fail(int(record["attempts"]), str(error)[:500])
     else:
         await lease.done({"published": len(offsets), "last_offset": offsets[-1] if offsets else None})
         outcome = "done"
@@ -91,14 +106,15 @@ async def _broadcast(job_id, groups, data, rate, progress):
     offsets = []
     interval = 1 / rate if rate else 0
     next_at = time.monotonic()
-    for group in groups:
+    for index, group in enumerate(groups):
+        if index and interval:
+            # The job's pace: between groups only, never after the last one.
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         if progress.lost:
             raise LeaseLost(job_id)
         offsets.append(await apublish_message(group=group, data=data, once_key=f"job:{job_id}:{group}"))
         progress.published = len(offsets)
-        if interval:
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # the job's pace
     return offsets
 
 
