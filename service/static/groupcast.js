@@ -60,12 +60,12 @@
       this.outbox = []; // publishes waiting for a connection the server has accepted
       this.attempt = 0;
       this.closed = false;
+      this.stopped = null;
       this.socket = null;
       this.ready = false; // the server answered a ping on this socket: its token was accepted
       this.openedAt = 0;
       this.retryTimer = null;
       this.refreshing = null;
-      this.exp = null;
       this._connect();
     }
 
@@ -99,13 +99,14 @@
      * offset once stored. Rejected with an Error whose `code` is the server's (`forbidden`:
      * the token's publish claim does not allow the group; `unavailable`: retry) or
      * `disconnected` (the connection closed before the answer: the message may or may not
-     * be stored), `closed`, `bad_group`, `too_large`. Sent once the connection is up.
+     * be stored), `bad_group`, `too_large`, or why the client stopped (`closed`,
+     * `disconnected` after a 4009). Sent once the server has accepted the token.
      */
     publish(group, data) {
       return new Promise((resolve, reject) => {
         if (!GROUP.test(group)) return reject(failure("bad_group", "group names are 1-100 characters of A-Z a-z 0-9 _ . -", group));
         if (data === undefined) return reject(failure("bad_frame", "data is required (any JSON value)", group));
-        if (this.closed) return reject(failure("closed", "the client is closed", group));
+        if (this.closed) return reject(failure(this.stopped.code, this.stopped.message, group));
         const frame = JSON.stringify({ type: "publish", group, data });
         if (new TextEncoder().encode(frame).length > this.maxFrameBytes) {
           return reject(failure("too_large", `the frame is over ${this.maxFrameBytes} bytes`, group));
@@ -263,6 +264,7 @@
     /** No more connections: close(), 4009, or a close no retry can cure. */
     _stop(error) {
       this.closed = true;
+      if (!this.stopped) this.stopped = error; // the first reason: what later publishes are rejected with
       clearTimeout(this.retryTimer);
       this._stopRefreshing();
       const outbox = this.outbox;
@@ -404,7 +406,6 @@
           break;
         case "refreshed":
           this._stopRefreshing();
-          this.exp = frame.exp;
           call(this.onStatus, "refreshed", frame.exp);
           break;
         case "pong":
