@@ -357,3 +357,88 @@ async def test_a_page_taken_out_of_its_group_drops_it(page, demo_stack):
     await expect(page.locator("#status")).to_have_text("open", timeout=10000)
     assert not traffic.sockets[-1].is_closed()  # (the attempts while it was down failed)
     assert traffic.of(traffic.sent, "subscribe") == [{"type": "subscribe", "group": "room.out", "presence": True}]
+
+
+async def test_the_client_matches_answers_to_requests_and_tells_presence_changes_after_a_reconnect(page):
+    """What the real server does not do on demand, played by a scripted socket in the same
+    browser: answers matched to publishes in order, a publish cut by a disconnect, and the
+    members who came and went while the client was away."""
+    log = await page.evaluate("""async () => {
+        const sockets = [];
+        let opened = null;
+        class ScriptedSocket {
+            constructor(url) {
+                this.url = url; this.sent = []; this.readyState = 0;
+                sockets.push(this);
+                if (opened) opened(this);
+            }
+            send(text) { this.sent.push(JSON.parse(text)); }
+            close(code) { this.end(code || 1000); }
+            open() { this.readyState = 1; this.onopen(); }
+            say(frame) { this.onmessage({ data: JSON.stringify(frame) }); }
+            end(code, reason = "") { this.readyState = 3; this.onclose({ code, reason }); }
+        }
+        ScriptedSocket.OPEN = 1;
+        const real = window.WebSocket;
+        window.WebSocket = ScriptedSocket;
+        const next = () => new Promise((resolve) => { opened = resolve; });
+        const tick = () => new Promise((resolve) => setTimeout(resolve));
+        const log = [];
+        try {
+            const client = new GroupcastClient("ws://scripted/ws", {
+                token: async () => "aaa.bbb.ccc",
+                onError: (error) => log.push("error " + error.code),
+                onDisconnected: (info) => log.push("disconnected " + info.code),
+            });
+            client.onJoin("g", (m) => log.push("join " + m.sub));
+            client.onLeave("g", (m) => log.push("leave " + m.sub));
+            client.subscribe("g", () => {}, { presence: true });
+            const early = client.publish("g", 1);  // before the connection: waits for the pong
+            await tick();
+            const first = sockets[0];
+            first.open();
+            log.push("sent " + first.sent.map((f) => f.type).join(","));
+            first.say({ type: "pong" });
+            log.push("then " + first.sent.slice(2).map((f) => f.type + ":" + f.data).join(","));
+            first.say({ type: "subscribed", group: "g", offset: "1-0", members: [{ sub: "me", info: null }, { sub: "a", info: null }], member_count: 2 });
+            first.say({ type: "join", group: "g", sub: "b", info: { name: "B" } });
+            const second = client.publish("g", 2);
+            first.say({ type: "error", group: "g", code: "forbidden", message: "no" });
+            first.say({ type: "published", group: "g", offset: "5-0" });
+            log.push("early " + await early.catch((e) => e.code));
+            log.push("second " + await second.then((o) => o, (e) => e.code));
+            log.push("members " + client.presence("g").map((m) => m.sub).join(",") + " " + client.memberCount("g"));
+            const cut = client.publish("g", 3);
+            const reconnected = next();
+            first.end(1006);
+            log.push("cut " + await cut.catch((e) => e.code));
+            const again = await reconnected;  // after a backoff
+            again.open();
+            log.push("resubscribe " + JSON.stringify(again.sent[1]));
+            again.say({ type: "subscribed", group: "g", offset: "6-0", members: [{ sub: "me", info: null }, { sub: "c", info: null }], member_count: 2 });
+            log.push("members " + client.presence("g").map((m) => m.sub).join(","));
+            again.end(4009, "disconnected by the server");
+            log.push("closed " + await client.publish("g", 4).catch((e) => e.code));
+            log.push("sockets " + sockets.length);
+        } finally {
+            window.WebSocket = real;
+        }
+        return log;
+    }""")
+    assert log == [
+        "sent ping,subscribe",
+        "then publish:1",
+        "join b",
+        "early forbidden",
+        "second 5-0",
+        "members me,a,b 3",
+        "cut disconnected",
+        'resubscribe {"type":"subscribe","group":"g","since":"1-0","presence":true}',
+        "join c",
+        "leave a",
+        "leave b",
+        "members me,c",
+        "disconnected 4009",
+        "closed disconnected",
+        "sockets 2",
+    ]
