@@ -87,8 +87,16 @@ CONNECTION_SINKS = Counter(
 )
 
 # worker
-JOBS = Counter("groupcast_jobs", "Job runs finished, by status.", ["status"])
-JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
+# Bulk broadcasts; webhook deliveries, also run as jobs, are counted on their own below.
+JOBS = Counter("groupcast_jobs", "Broadcast job runs finished, by status.", ["status"])
+JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one broadcast job.", buckets=SLOW)
+
+WEBHOOK_DELIVERIES = Counter(
+    "groupcast_webhook_deliveries",
+    "Webhook delivery attempts, by outcome: delivered (2xx), retried (a failure, to be "
+    "tried again), rejected (a 4xx other than 408/429: not retried) or failed (out of attempts).",
+    ["outcome"],
+)
 
 # socket (sent, dropped) and worker (received, delivered, webhook_failed)
 EVENTS = Counter("groupcast_events", "Connection events handled, by status.", ["status"])
@@ -121,7 +129,11 @@ ROLE_LABELS = {
         (CLIENT_PUBLISHES, ["published", "forbidden", "failed"]),
         (EVENTS, ["sent", "dropped"]),
     ],
-    "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],
+    "worker": [
+        (JOBS, ["done", "retried", "failed", "lost"]),
+        (EVENTS, ["received", "delivered", "webhook_failed"]),
+        (WEBHOOK_DELIVERIES, ["delivered", "retried", "rejected", "failed"]),
+    ],
 }
 
 

@@ -57,6 +57,13 @@ GROUPCAST_JOB_LEASE_SECONDS = env.int("GROUPCAST_JOB_LEASE_SECONDS", default=30,
 GROUPCAST_JOB_MAX_ATTEMPTS = env.int("GROUPCAST_JOB_MAX_ATTEMPTS", default=5, minimum=1)
 GROUPCAST_WORKER_CONCURRENCY = env.int("GROUPCAST_WORKER_CONCURRENCY", default=4, minimum=1)
 GROUPCAST_WEBHOOK_URL = env.url("GROUPCAST_WEBHOOK_URL", default=None, schemes=("http", "https"))
+# Signs webhook deliveries (Standard Webhooks, service/signing.py):
+# `whsec_<base64>` keys of 24-64 bytes, comma-separated; each one signs, the first first.
+GROUPCAST_WEBHOOK_SECRETS = env.keys(
+    "GROUPCAST_WEBHOOK_SECRET", prefix="whsec_", min_bytes=24, max_bytes=64
+)
+if GROUPCAST_WEBHOOK_URL:
+    env.require("GROUPCAST_WEBHOOK_SECRET", "with GROUPCAST_WEBHOOK_URL")
 GROUPCAST_METRICS_PORT = env.int("GROUPCAST_METRICS_PORT", default=9102, minimum=1, maximum=65535)
 GROUPCAST_METRICS_HOST = env.str("GROUPCAST_METRICS_HOST", default="0.0.0.0")
 

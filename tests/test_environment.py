@@ -16,6 +16,9 @@ BASE = {
     "GROUPCAST_JWT_SECRET": "j" * 40,
 }
 
+# The Standard Webhooks specification's example secret (24 bytes): not one in use anywhere.
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 def load_settings(**changes):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GROUPCAST_", "DJANGO_", "REDIS_"))}
@@ -52,6 +55,10 @@ def test_complete_environment_loads():
         ("GROUPCAST_CLIENT_RATE", "fast", "GROUPCAST_CLIENT_RATE: must be a number"),
         ("GROUPCAST_LOG_LEVEL", "LOUD", "GROUPCAST_LOG_LEVEL: must be one of"),
         ("GROUPCAST_WEBHOOK_URL", "ftp://x", "GROUPCAST_WEBHOOK_URL: must be a URL"),
+        ("GROUPCAST_WEBHOOK_URL", "https://hooks.example.com/", "GROUPCAST_WEBHOOK_SECRET: required with GROUPCAST_WEBHOOK_URL"),
+        # too short (16 bytes), not base64
+        ("GROUPCAST_WEBHOOK_SECRET", "whsec_c2hvcnQtc2hvcnQtc2hvcnQ=", "GROUPCAST_WEBHOOK_SECRET: item 1 must be base64 of 24 to 64 bytes"),
+        ("GROUPCAST_WEBHOOK_SECRET", WEBHOOK_SECRET + ",whsec_not base64!", "GROUPCAST_WEBHOOK_SECRET: item 2 must be base64"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):
@@ -61,6 +68,15 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):
     # secrets never appear in the error
     assert BASE["DJANGO_SECRET_KEY"] not in result.stderr
     assert BASE["GROUPCAST_API_KEYS"] not in result.stderr
+    assert "c2hvcnQ" not in result.stderr and WEBHOOK_SECRET not in result.stderr
+
+
+def test_webhook_secrets_in_the_specifications_form_or_bare_base64_load():
+    result = load_settings(
+        GROUPCAST_WEBHOOK_URL="https://hooks.example.com/groupcast",
+        GROUPCAST_WEBHOOK_SECRET=WEBHOOK_SECRET + "," + WEBHOOK_SECRET.removeprefix("whsec_"),
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_every_problem_is_reported_at_once():

@@ -1,7 +1,9 @@
-"""Job records: bulk broadcasts to many groups, as Redis keeps them.
+"""Job records: bulk broadcasts to many groups, and webhook deliveries, as Redis keeps them.
 
 A job is recorded in Redis (a hash, plus an entry in the `due` set saying when a worker
 must look at it next) before anything else happens, so an accepted job is never lost.
+Its `kind` says what running it does: `broadcast` (the API's jobs, and records without a
+kind) or `webhook` (a batch of connection events for GROUPCAST_WEBHOOK_URL).
 Workers move due jobs onto the `groupcast.jobs` channel; the worker that takes one
 holds a Lease, renewed while it runs. When a worker dies, the lease runs out, the job
 becomes due again and another worker runs it (service/worker/jobs.py runs them).
@@ -20,8 +22,10 @@ from service.storage import keys
 from service.storage.clients import redis_sync
 from service.storage.publishing import encode_data
 
-# How long a finished job's status stays readable.
-KEEP_FINISHED = 7 * 86400
+# How long a finished job's record stays in Redis, by kind: a broadcast's status is read
+# through the API; a webhook delivery's only while someone looks into a failing receiver,
+# and a busy deployment records several a second, so those go soon.
+KEEP_FINISHED = {"broadcast": 7 * 86400, "webhook": 600}
 
 # KEYS: job, due, queued. ARGV: now, lease, max attempts, owner.
 START_SCRIPT = """
@@ -93,34 +97,64 @@ return 1
 def job_create(*, groups, data, run_at, rate=None):
     """Record a bulk broadcast; a worker picks it up once `run_at` has come."""
     job_id = uuid.uuid4().hex
-    now = time.time()
-    key = keys.job(job_id)
-    record = {
-        "status": "queued",
-        "groups": json.dumps(groups),
-        "data": encode_data(data),
-        "run_at": repr(run_at),
-        "rate": repr(rate or 0),
-        "attempts": 0,
-        "published": 0,
-        "created": repr(now),
-    }
+    record = _new_record(
+        "broadcast",
+        run_at,
+        groups=json.dumps(groups),
+        data=encode_data(data),
+        rate=repr(rate or 0),
+        published=0,
+    )
     with redis_sync().pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping=record)
-        pipe.zadd(keys.jobs_due(), {key: run_at})
-        pipe.zadd(keys.jobs_queued(), {key: run_at})
+        _queue(pipe, job_id, record, run_at)
         pipe.execute()
     return job_id
 
 
+async def webhook_job_create(client, *, body, events):
+    """Record a webhook delivery of `body` (JSON text holding `events` events), due now."""
+    job_id = uuid.uuid4().hex
+    now = time.time()
+    record = _new_record("webhook", now, body=body, events=events)
+    async with client.pipeline(transaction=True) as pipe:
+        _queue(pipe, job_id, record, now)
+        await pipe.execute()
+    return job_id
+
+
+def _new_record(kind, run_at, **fields):
+    return {
+        "kind": kind,
+        "status": "queued",
+        "run_at": repr(run_at),
+        "attempts": 0,
+        "created": repr(time.time()),
+        **fields,
+    }
+
+
+def _queue(pipe, job_id, record, run_at):
+    """Add the commands recording a job to `pipe` (sync or async: both stage them)."""
+    key = keys.job(job_id)
+    pipe.hset(key, mapping=record)
+    pipe.zadd(keys.jobs_due(), {key: run_at})
+    pipe.zadd(keys.jobs_queued(), {key: run_at})
+
+
+def job_kind(record):
+    return record.get("kind") or "broadcast"
+
+
 def job_get(job_id):
-    """The job's public status, or None if there is no such job."""
+    """The broadcast's public status, or None if there is no such broadcast (webhook
+    deliveries are jobs too, but not the API's)."""
     if not job_id.isalnum() or len(job_id) > 64:
         return None
     fields = redis_sync().hgetall(keys.job(job_id))
-    if not fields:
+    record = {k.decode(): v.decode() for k, v in fields.items()}
+    if not record or job_kind(record) != "broadcast":
         return None
-    return job_view(job_id, {k.decode(): v.decode() for k, v in fields.items()})
+    return job_view(job_id, record)
 
 
 def job_view(job_id, record):
@@ -160,6 +194,7 @@ class Lease:
         self.client = client
         self.job_id = job_id
         self.owner = f"{socket.gethostname()}-{os.getpid()}/{uuid.uuid4().hex}"
+        self.keep = KEEP_FINISHED["broadcast"]
         self._outcome = client.register_script(OUTCOME_SCRIPT)
 
     async def start(self):
@@ -176,7 +211,9 @@ class Lease:
         )
         if not fields:
             return None
-        return {k.decode(): v.decode() for k, v in zip(fields[::2], fields[1::2])}
+        record = {k.decode(): v.decode() for k, v in zip(fields[::2], fields[1::2])}
+        self.keep = KEEP_FINISHED.get(job_kind(record), self.keep)
+        return record
 
     async def _record(self, outcome, seconds, **fields):
         pairs = [item for name, value in fields.items() for item in (name, value)]
@@ -193,11 +230,15 @@ class Lease:
         return await self._record("release", 0, published=published)
 
     async def done(self, result):
-        await self._record("done", KEEP_FINISHED, result=json.dumps(result), error="")
+        await self._record("done", self.keep, result=json.dumps(result), error="")
+
+    async def fail(self, error):
+        """Give up now, whatever attempts are left (trying again cannot help)."""
+        await self._record("failed", self.keep, error=error)
 
     async def retry_or_fail(self, attempts, error):
         if attempts >= settings.GROUPCAST_JOB_MAX_ATTEMPTS:
-            await self._record("failed", KEEP_FINISHED, error=error)
+            await self.fail(error)
             return "failed"
         await self._record("retry", min(60, 2**attempts), error=error)
         return "retried"
