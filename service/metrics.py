@@ -79,6 +79,13 @@ TOKEN_REFRESHES = Counter(
 CLIENT_PUBLISHES = Counter(
     "groupcast_client_publishes", "Publish frames from clients, by outcome.", ["outcome"]
 )
+SUBSCRIBE_PROXY = Counter(
+    "groupcast_subscribe_proxy_requests",
+    "Subscribes put to GROUPCAST_SUBSCRIBE_PROXY_URL, by outcome: allowed (2xx), forbidden "
+    "(403), error (any other answer, or no connection) or timeout; the last two answer "
+    "the client unavailable.",
+    ["outcome"],
+)
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",
     "WebSocket connections opened, by how their frames are written: direct (the fast "
@@ -128,6 +135,7 @@ ROLE_LABELS = {
         (TOKEN_REFRESHES, ["refreshed", "refused"]),
         (CLIENT_PUBLISHES, ["published", "forbidden", "failed"]),
         (EVENTS, ["sent", "dropped"]),
+        (SUBSCRIBE_PROXY, ["allowed", "forbidden", "error", "timeout"]),
     ],
     "worker": [
         (JOBS, ["done", "retried", "failed", "lost"]),

@@ -56,6 +56,10 @@ def test_complete_environment_loads():
         ("GROUPCAST_LOG_LEVEL", "LOUD", "GROUPCAST_LOG_LEVEL: must be one of"),
         ("GROUPCAST_WEBHOOK_URL", "ftp://x", "GROUPCAST_WEBHOOK_URL: must be a URL"),
         ("GROUPCAST_WEBHOOK_URL", "https://hooks.example.com/", "GROUPCAST_WEBHOOK_SECRET: required with GROUPCAST_WEBHOOK_URL"),
+        ("GROUPCAST_SUBSCRIBE_PROXY_URL", "http://app/ok", "GROUPCAST_WEBHOOK_SECRET: required with GROUPCAST_WEBHOOK_URL or GROUPCAST_SUBSCRIBE_PROXY_URL"),
+        ("GROUPCAST_SUBSCRIBE_PROXY_URL", "app/ok", "GROUPCAST_SUBSCRIBE_PROXY_URL: must be a URL"),
+        ("GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT", "0", "GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT: must be at least 0.1"),
+        ("GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY", "none", "GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY: must be an integer"),
         # too short (16 bytes), not base64
         ("GROUPCAST_WEBHOOK_SECRET", "whsec_c2hvcnQtc2hvcnQtc2hvcnQ=", "GROUPCAST_WEBHOOK_SECRET: item 1 must be base64 of 24 to 64 bytes"),
         ("GROUPCAST_WEBHOOK_SECRET", WEBHOOK_SECRET + ",whsec_not base64!", "GROUPCAST_WEBHOOK_SECRET: item 2 must be base64"),
@@ -74,6 +78,7 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):
 def test_webhook_secrets_in_the_specifications_form_or_bare_base64_load():
     result = load_settings(
         GROUPCAST_WEBHOOK_URL="https://hooks.example.com/groupcast",
+        GROUPCAST_SUBSCRIBE_PROXY_URL="http://app:8000/groupcast/subscribe",
         GROUPCAST_WEBHOOK_SECRET=WEBHOOK_SECRET + "," + WEBHOOK_SECRET.removeprefix("whsec_"),
     )
     assert result.returncode == 0, result.stderr
