@@ -83,7 +83,7 @@ async def _run_leased(lease, record, progress):
     except LeaseLost:
         outcome = "lost"
     except Exception as error:
-        log.warning("job %s failed on attempt %s: %s", job_id, record["attempts"], error)
+        log.warning("%s job %s failed on attempt %s: %s", job_kind(record), job_id, record["attempts"], error)
         if getattr(error, "final", False):
             await lease.fail(str(error)[:500])
             outcome = "rejected"

@@ -186,6 +186,13 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_another(stack, receiver
     stack.wait_ready()
 
 
+def test_no_log_holds_a_secret(stack):
+    for name in stack.processes:
+        text = (stack.workdir / f"{name}.log").read_text(errors="replace")
+        for secret in (SECRET, OLD_SECRET):
+            assert secret.removeprefix("whsec_") not in text, name
+
+
 def worker_delivering(stack, sub):
     """The name of the stack's worker process holding the running delivery of `sub`'s batch."""
     store = redis.Redis.from_url(stack.redis_url)

@@ -167,3 +167,8 @@ async def test_answers_are_remembered_per_connection_and_group(stack, backend):
             await second.close()
     finally:
         await first.close()
+
+
+def test_no_log_holds_the_secret(stack):
+    for name in stack.processes:
+        assert SECRET.removeprefix("whsec_") not in (stack.workdir / f"{name}.log").read_text(errors="replace"), name
