@@ -2,8 +2,9 @@
 
 It holds the WebSocket subscribers of the process, the fan-out that feeds them from
 Redis, the presence counts it mirrors there, the subscribe proxy, the socket gauges, and
-whether the process is draining. Consumers, the drain and the probes talk to the hub (`current_hub()`: the hub
-of the running event loop, which under Daphne is the process's one loop).
+whether the process is draining. Consumers, the drain and the probes talk to the hub
+(`current_hub()`: the hub of the running event loop, which under Daphne is the process's
+one loop).
 """
 
 import asyncio
