@@ -97,6 +97,13 @@ LINK_LOSSES = Counter(
     "(the connection failed).",
     ["reason"],
 )
+SUBSCRIBE_PROXY = Counter(
+    "groupcast_subscribe_proxy_requests",
+    "Subscribes put to GROUPCAST_SUBSCRIBE_PROXY_URL, by outcome: allowed (2xx), forbidden "
+    "(403), error (any other answer, or no connection) or timeout; the last two answer "
+    "the client unavailable.",
+    ["outcome"],
+)
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",
     "WebSocket connections opened, by how their frames are written: direct (the fast "
@@ -105,19 +112,27 @@ CONNECTION_SINKS = Counter(
 )
 
 # worker
+# Bulk broadcasts; webhook deliveries, also run as jobs, are counted on their own below.
 JOBS = Counter(
     "groupcast_jobs",
-    "Job runs finished, by status: done, retried, failed, lost (taken over), timed_out "
-    "(past GROUPCAST_JOB_MAX_SECONDS), expired (not started within GROUPCAST_JOB_QUEUE_TTL).",
+    "Broadcast job runs finished, by status: done, retried, failed, lost (taken over), "
+    "timed_out (past GROUPCAST_JOB_MAX_SECONDS), expired (not started within "
+    "GROUPCAST_JOB_QUEUE_TTL).",
     ["status"],
 )
-JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
+JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one broadcast job.", buckets=SLOW)
 PROBE_REFUSED = Counter(
     "groupcast_probe_refused",
     "Connections to the worker's probe/metrics listener closed for a limit, by reason: "
     "timeout (GROUPCAST_METRICS_TIMEOUT), too_large (GROUPCAST_METRICS_MAX_REQUEST_BYTES), "
     "bad_request, over_capacity (GROUPCAST_METRICS_MAX_CONNECTIONS).",
     ["reason"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "groupcast_webhook_deliveries",
+    "Webhook delivery attempts, by outcome: delivered (2xx), retried (a failure, to be "
+    "tried again), rejected (a 4xx other than 408/429: not retried) or failed (out of attempts).",
+    ["outcome"],
 )
 
 # socket (sent, dropped) and worker (received, delivered, webhook_failed)
@@ -154,10 +169,12 @@ ROLE_LABELS = {
         (CLIENT_PUBLISHES, ["published", "forbidden", "failed"]),
         (LINK_LOSSES, ["silent", "error"]),
         (EVENTS, ["sent", "dropped"]),
+        (SUBSCRIBE_PROXY, ["allowed", "forbidden", "error", "timeout"]),
     ],
     "worker": [
         (JOBS, ["done", "retried", "failed", "lost", "timed_out", "expired"]),
         (EVENTS, ["received", "delivered", "webhook_failed"]),
+        (WEBHOOK_DELIVERIES, ["delivered", "retried", "rejected", "failed"]),
         (PROBE_REFUSED, ["timeout", "too_large", "bad_request", "over_capacity"]),
     ],
 }

@@ -90,6 +90,27 @@ GROUPCAST_JOB_QUEUE_TTL = env.int("GROUPCAST_JOB_QUEUE_TTL", default=86400, mini
 # - how long an ended job's status stays readable.
 GROUPCAST_JOB_KEEP_SECONDS = env.int("GROUPCAST_JOB_KEEP_SECONDS", default=86400, minimum=60)
 GROUPCAST_WEBHOOK_URL = env.url("GROUPCAST_WEBHOOK_URL", default=None, schemes=("http", "https"))
+# The application's say on each subscribe the token allows (service/socket/subscribe_proxy.py):
+# a short deadline, since the client waits for it, and a bound on requests in flight per
+# socket process, so a reconnect storm cannot turn into as many requests at once.
+GROUPCAST_SUBSCRIBE_PROXY_URL = env.url(
+    "GROUPCAST_SUBSCRIBE_PROXY_URL", default=None, schemes=("http", "https")
+)
+GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT = env.float(
+    "GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT", default=2.0, minimum=0.1, maximum=30
+)
+GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY = env.int(
+    "GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY", default=32, minimum=1
+)
+# Signs webhook deliveries and subscribe proxy requests (Standard Webhooks, service/signing.py):
+# `whsec_<base64>` keys of 24-64 bytes, comma-separated; each one signs, the first first.
+GROUPCAST_WEBHOOK_SECRETS = env.keys(
+    "GROUPCAST_WEBHOOK_SECRET", prefix="whsec_", min_bytes=24, max_bytes=64
+)
+if GROUPCAST_WEBHOOK_URL or GROUPCAST_SUBSCRIBE_PROXY_URL:
+    env.require(
+        "GROUPCAST_WEBHOOK_SECRET", "with GROUPCAST_WEBHOOK_URL or GROUPCAST_SUBSCRIBE_PROXY_URL"
+    )
 GROUPCAST_METRICS_PORT = env.int("GROUPCAST_METRICS_PORT", default=9102, minimum=1, maximum=65535)
 GROUPCAST_METRICS_HOST = env.str("GROUPCAST_METRICS_HOST", default="0.0.0.0")
 # The worker's probe/metrics listener: seconds for a whole request (accept to last byte

@@ -1,4 +1,7 @@
-"""Job records: bulk broadcasts to many groups, as Redis keeps them.
+"""Job records: bulk broadcasts to many groups, and webhook deliveries, as Redis keeps them.
+
+Its `kind` says what running it does: `broadcast` (the API's jobs, and records without a
+kind) or `webhook` (a batch of connection events for GROUPCAST_WEBHOOK_URL).
 
 A job is recorded in Redis (a hash, plus an entry in the `due` set saying when a worker
 must look at it next) before anything else happens, so an accepted job is never lost.
@@ -34,7 +37,7 @@ class QueueFull(Exception):
 END_LUA = """
 local function job_end(job, now, status, keep)
   redis.call('HSET', job, 'status', status, 'owner', '', 'finished', now)
-  redis.call('HDEL', job, 'data', 'groups')
+  redis.call('HDEL', job, 'data', 'groups', 'body')
   redis.call('EXPIRE', job, keep)
 end
 """
@@ -142,48 +145,86 @@ def alive_ttl():
     )
 
 
+# How long an ended webhook delivery's record stays: only while someone looks into a
+# failing receiver (a busy deployment records several a second).
+KEEP_WEBHOOK = 600
+
+
+def keep_seconds(kind):
+    """How long an ended job's record stays readable, by kind."""
+    if kind == "webhook":
+        return min(KEEP_WEBHOOK, settings.GROUPCAST_JOB_KEEP_SECONDS)
+    return settings.GROUPCAST_JOB_KEEP_SECONDS
+
+
+def job_kind(record):
+    return record.get("kind") or "broadcast"
+
+
+def _new_record(kind, run_at, now, **fields):
+    return {
+        "kind": kind,
+        "status": "queued",
+        "run_at": repr(run_at),
+        "attempts": 0,
+        "created": repr(now),
+        **fields,
+    }
+
+
+def _create_args(job_id, record, now, run_at, max_queued):
+    return (
+        [keys.job(job_id), keys.jobs_due(), keys.jobs_queued()],
+        [now, run_at, max_queued, settings.GROUPCAST_JOB_QUEUE_TTL, alive_ttl(),
+         *[item for pair in record.items() for item in pair]],
+    )
+
+
 def job_create(*, groups, data, run_at, rate=None):
     """Record a bulk broadcast; a worker picks it up once `run_at` has come. Raises
     QueueFull, recording nothing, when GROUPCAST_JOB_MAX_QUEUED jobs are waiting."""
     job_id = uuid.uuid4().hex
     now = time.time()
-    record = {
-        "status": "queued",
-        "groups": json.dumps(groups),
-        "group_count": len(groups),
-        "data": encode_data(data),
-        "run_at": repr(run_at),
-        "rate": repr(rate or 0),
-        "attempts": 0,
-        "published": 0,
-        "created": repr(now),
-    }
-    client = redis_sync()
-    script = client.register_script(CREATE_SCRIPT)
-    recorded = script(
-        keys=[keys.job(job_id), keys.jobs_due(), keys.jobs_queued()],
-        args=[
-            now,
-            run_at,
-            settings.GROUPCAST_JOB_MAX_QUEUED,
-            settings.GROUPCAST_JOB_QUEUE_TTL,
-            alive_ttl(),
-            *[item for pair in record.items() for item in pair],
-        ],
+    record = _new_record(
+        "broadcast", run_at, now,
+        groups=json.dumps(groups),
+        group_count=len(groups),
+        data=encode_data(data),
+        rate=repr(rate or 0),
+        published=0,
     )
-    if not recorded:
+    client = redis_sync()
+    script_keys, args = _create_args(job_id, record, now, run_at, settings.GROUPCAST_JOB_MAX_QUEUED)
+    if not client.register_script(CREATE_SCRIPT)(keys=script_keys, args=args):
         raise QueueFull(f"{settings.GROUPCAST_JOB_MAX_QUEUED} jobs are already waiting")
     return job_id
 
 
+# Webhook deliveries are not held to the broadcasts' queue bound (the socket processes'
+# events must not be refused because of the API's jobs); their TTLs bound them.
+WEBHOOKS_QUEUED_MAX = 2**31
+
+
+async def webhook_job_create(client, *, body, events):
+    """Record a webhook delivery of `body` (JSON text holding `events` events), due now."""
+    job_id = uuid.uuid4().hex
+    now = time.time()
+    record = _new_record("webhook", now, now, body=body, events=events)
+    script_keys, args = _create_args(job_id, record, now, now, WEBHOOKS_QUEUED_MAX)
+    await client.register_script(CREATE_SCRIPT)(keys=script_keys, args=args)
+    return job_id
+
+
 def job_get(job_id):
-    """The job's public status, or None if there is no such job."""
+    """The broadcast's public status, or None if there is no such broadcast (webhook
+    deliveries are jobs too, but not the API's)."""
     if not job_id.isalnum() or len(job_id) > 64:
         return None
     fields = redis_sync().hgetall(keys.job(job_id))
-    if not fields:
+    record = {k.decode(): v.decode() for k, v in fields.items()}
+    if not record or job_kind(record) != "broadcast":
         return None
-    return job_view(job_id, {k.decode(): v.decode() for k, v in fields.items()})
+    return job_view(job_id, record)
 
 
 def job_view(job_id, record):
@@ -234,6 +275,7 @@ class Lease:
         self.job_id = job_id
         self.owner = f"{socket.gethostname()}-{os.getpid()}/{uuid.uuid4().hex}"
         self._outcome = client.register_script(OUTCOME_SCRIPT)
+        self.keep = settings.GROUPCAST_JOB_KEEP_SECONDS
 
     async def start(self):
         """The job's record if this worker may run it now, else None."""
@@ -251,7 +293,9 @@ class Lease:
         )
         if not fields:
             return None
-        return {k.decode(): v.decode() for k, v in zip(fields[::2], fields[1::2])}
+        record = {k.decode(): v.decode() for k, v in zip(fields[::2], fields[1::2])}
+        self.keep = keep_seconds(job_kind(record))
+        return record
 
     async def _record(self, outcome, seconds, **fields):
         pairs = [item for name, value in fields.items() for item in (name, value)]
@@ -268,11 +312,11 @@ class Lease:
         return await self._record("release", 0, published=published)
 
     async def done(self, result):
-        await self._record("done", settings.GROUPCAST_JOB_KEEP_SECONDS, result=json.dumps(result), error="")
+        await self._record("done", self.keep, result=json.dumps(result), error="")
 
     async def fail(self, error, **fields):
-        """End the job as failed, with no further attempt."""
-        await self._record("failed", settings.GROUPCAST_JOB_KEEP_SECONDS, error=error, **fields)
+        """End the job as failed, with no further attempt (trying again cannot help)."""
+        await self._record("failed", self.keep, error=error, **fields)
 
     async def retry_or_fail(self, attempts, error):
         if attempts >= settings.GROUPCAST_JOB_MAX_ATTEMPTS:

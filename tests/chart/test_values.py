@@ -35,6 +35,9 @@ SCHEMA_ERROR = "values don't meet the specifications of the schema"
         ({"monitoring": {"serviceMonitor": {"interval": 30}}}, "got number, want string"),
         ({"externalRedis": {"url": "http://redis:6379"}}, "externalRedis/url"),
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"config": {"subscribeProxyUrl": "app:8000/subscribe"}}, "subscribeProxyUrl"),
+        ({"config": {"subscribeProxyTimeout": 60}}, "subscribeProxyTimeout"),
+        ({"config": {"subscribeProxyConcurrency": 0}}, "minimum: got 0"),
     ],
 )
 def test_bad_values_fail_with_a_schema_error(render, values, message):
@@ -55,6 +58,8 @@ def test_bad_values_fail_with_a_schema_error(render, values, message):
         ({"secrets": {"apiKeys": "short"}}, (), "secrets.apiKeys"),
         ({"secrets": {"jwtSecret": "a" * 40 + ",tooshort"}}, (), "secrets.jwtSecret"),
         ({"secrets": {"djangoSecretKey": "tooshort"}}, (), "secrets.djangoSecretKey"),
+        ({"secrets": {"webhookSecret": "whsec_dG9vc2hvcnQ="}}, (), "secrets.webhookSecret"),
+        ({"secrets": {"webhookSecret": "not a whsec secret at all, not even base64"}}, (), "secrets.webhookSecret"),
     ],
 )
 def test_inconsistent_values_fail_with_a_clear_message(render, values, extra, message):
