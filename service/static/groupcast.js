@@ -17,6 +17,11 @@
  * (within the group's retained history). 4001 fetches a fresh token first; 4003 and 1009
  * are the caller's mistakes and 4009 means the server threw this user out: none of those
  * is retried. Tokens are refreshed on the connection when the server says `expiring`.
+ *
+ * Where WebSockets cannot open (some proxies and networks block them), after two attempts
+ * that never opened it falls back to Server-Sent Events on the same server (`/sse`, or
+ * options.sseUrl): messages keep coming, every group resuming where it was; publishing
+ * and presence need the WebSocket. client.transport says which is in use.
  */
 (function (global) {
   "use strict";
@@ -37,6 +42,8 @@
   // scratch. Counting from "open" instead would never back off, since the server accepts
   // a bad token's WebSocket before closing it with 4001.
   const STABLE_MS = 5000;
+  // WebSocket attempts that never opened before falling back to Server-Sent Events.
+  const WS_FAILURES_BEFORE_SSE = 2;
 
   class GroupcastClient {
     constructor(url, options = {}) {
@@ -66,6 +73,12 @@
       this.openedAt = 0;
       this.retryTimer = null;
       this.refreshing = null;
+      // Server-Sent Events, where WebSockets cannot open: same groups, receive only
+      this.sseUrl = options.sseUrl || sseUrlOf(url);
+      this.sseAllowed = options.sse !== false && typeof EventSource !== "undefined";
+      this.wsFailures = 0;
+      this.source = null;
+      this.transport = "websocket";
       this._connect();
     }
 
@@ -86,12 +99,14 @@
       entry.presence = Boolean(options.presence);
       entry.joinLeave = options.joinLeave !== false;
       if (entry.state === "idle") this._sendSubscribe(group, entry);
+      if (this.transport === "sse") this._reopenSse(); // a stream's groups are fixed: open one with this group too
     }
 
     unsubscribe(group) {
       const entry = this.groups.get(group);
       this.groups.delete(group);
       if (entry && entry.state !== "idle") this._send({ type: "unsubscribe", group });
+      if (this.transport === "sse") this._reopenSse();
     }
 
     /**
@@ -107,6 +122,7 @@
         if (!GROUP.test(group)) return reject(failure("bad_group", "group names are 1-100 characters of A-Z a-z 0-9 _ . -", group));
         if (data === undefined) return reject(failure("bad_frame", "data is required (any JSON value)", group));
         if (this.closed) return reject(failure(this.stopped.code, this.stopped.message, group));
+        if (this.source) return reject(failure("no_websocket", "publishing needs the WebSocket, which cannot open here (Server-Sent Events receive only)", group));
         const frame = JSON.stringify({ type: "publish", group, data });
         if (new TextEncoder().encode(frame).length > this.maxFrameBytes) {
           return reject(failure("too_large", `the frame is over ${this.maxFrameBytes} bytes`, group));
@@ -149,6 +165,7 @@
     close() {
       this._stop(failure("closed", "the client is closed"));
       if (this.socket) this.socket.close(1000);
+      this._closeSse();
     }
 
     // Connecting
@@ -166,6 +183,8 @@
         return this._retry();
       }
       if (this.closed) return; // close() was called while the token was on its way
+      if (this.sseAllowed && this.wsFailures >= WS_FAILURES_BEFORE_SSE) return this._openSse(token);
+      this.transport = "websocket";
       let socket;
       try {
         const separator = this.url.includes("?") ? "&" : "?";
@@ -180,6 +199,7 @@
       this.ready = false;
       socket.onopen = () => {
         this.openedAt = Date.now();
+        this.wsFailures = 0;
         call(this.onStatus, "open");
         // Subscribes are safe to lose to a refused connection (they are sent again on the
         // next); publishes wait for the pong that shows the token was accepted.
@@ -202,6 +222,7 @@
       socket.onclose = (event) => {
         if (this.socket !== socket) return;
         this._lost();
+        if (!this.openedAt) this.wsFailures += 1; // it never opened: blocked, or the server is away
         if (this.openedAt && Date.now() - this.openedAt >= STABLE_MS) this.attempt = 0;
         this.openedAt = 0;
         call(this.onStatus, "closed", event.code, event.reason);
@@ -274,6 +295,74 @@
         for (const request of queue) if (request.kind === "publish") request.reject(failure(error.code, error.message, request.group));
       }
       this.requests = new Map();
+    }
+
+    // Server-Sent Events: one stream for every group, its cursor (every group's offset)
+    // resuming all of them; the browser reconnects it by itself with Last-Event-ID.
+
+    _openSse(token) {
+      const groups = Array.from(this.groups.keys());
+      this.transport = "sse";
+      if (!groups.length) return; // opened by the first subscribe
+      const offsets = {};
+      for (const [group, entry] of this.groups) if (entry.offset !== null) offsets[group] = entry.offset;
+      let url = this.sseUrl + (this.sseUrl.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+      for (const group of groups) url += "&group=" + encodeURIComponent(group);
+      if (Object.keys(offsets).length) url += "&since=" + cursorOf(offsets);
+      const source = new EventSource(url);
+      this.source = source;
+      this.sseToken = token;
+      call(this.onStatus, "connecting", "sse");
+      source.addEventListener("subscribed", (event) => {
+        this.openedAt = Date.now();
+        call(this.onStatus, "open", "sse");
+        const data = JSON.parse(event.data);
+        for (const [group, offset] of Object.entries(data.groups)) {
+          const entry = this.groups.get(group);
+          if (entry) this._subscribed(group, entry, { type: "subscribed", group, offset });
+        }
+      });
+      source.addEventListener("message", (event) => {
+        this._receive({ type: "message", ...JSON.parse(event.data) });
+      });
+      source.addEventListener("error", (event) => {
+        if (this.source !== source) return;
+        if (event.data) return this._error(JSON.parse(event.data), undefined); // an error event of ours
+        if (source.readyState === EventSource.CLOSED) {
+          // the browser gave up (the server refused the stream: a token gone stale)
+          this._closeSse();
+          call(this.onStatus, "closed", "sse");
+          this._retry();
+        } // else: the browser reconnects by itself, with Last-Event-ID
+      });
+      source.addEventListener("close", (event) => {
+        if (this.source !== source) return;
+        const { code, reason } = JSON.parse(event.data);
+        this._closeSse();
+        if (this.openedAt && Date.now() - this.openedAt >= STABLE_MS) this.attempt = 0;
+        this.openedAt = 0;
+        call(this.onStatus, "closed", code, reason);
+        if (code === DISCONNECTED) {
+          this._stop(failure("disconnected", reason));
+          if (this.onDisconnected) call(this.onDisconnected, { code, reason });
+          else call(this.onError, { code: "disconnected", message: reason });
+          return;
+        }
+        this._retry(); // a drain (1012), a slow client (4008), an expired token (4001): resume
+      });
+    }
+
+    _closeSse() {
+      if (this.source) this.source.close();
+      this.source = null;
+      for (const entry of this.groups.values()) entry.state = "idle";
+    }
+
+    _reopenSse() {
+      if (this.closed || this.transport !== "sse") return;
+      this._closeSse();
+      clearTimeout(this.retryTimer);
+      this._connect();
     }
 
     // Token refresh: the server says `expiring` ~30 s before the token's exp; a new token
@@ -487,6 +576,25 @@
       const listeners = this.listeners.get(group);
       if (listeners) for (const fn of Array.from(listeners[kind])) call(fn, member);
     }
+  }
+
+  /** The /sse URL beside a /ws one: same host and port, http(s) for ws(s). */
+  function sseUrlOf(url) {
+    const parsed = new URL(url, typeof location !== "undefined" ? location.href : undefined);
+    parsed.protocol = parsed.protocol === "wss:" ? "https:" : "http:";
+    parsed.pathname = parsed.pathname.replace(/\/ws\/?$/, "/sse");
+    parsed.search = "";
+    return parsed.toString();
+  }
+
+  /** A stream cursor, as the server makes them: every group's offset (sorted JSON, base64url). */
+  function cursorOf(offsets) {
+    const sorted = {};
+    for (const group of Object.keys(offsets).sort()) sorted[group] = offsets[group];
+    const bytes = new TextEncoder().encode(JSON.stringify(sorted));
+    let binary = "";
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
 
   /** The token in what a token callback gave: "eyJ...", {"token": "eyJ..."}, or that JSON as text. */
