@@ -102,7 +102,7 @@
         return reply;
       },
       onStatus: current((state, detail, offset) => {
-        $("transport").textContent = mine.transport === "sse" ? "Server-Sent Events (WebSocket blocked)" : "WebSocket";
+        $("transport").textContent = mine && mine.transport === "sse" ? "Server-Sent Events (WebSocket blocked)" : "WebSocket";
         if (state === "subscribed") status(`subscribed to ${detail} at ${offset} as ${name}`);
         else if (state === "retrying") status(`reconnecting in ${(detail / 1000).toFixed(1)} s`);
         else if (state === "refreshed") $("token-status").textContent = "token refreshed, valid until " + new Date(detail * 1000).toLocaleTimeString();

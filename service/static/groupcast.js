@@ -21,7 +21,9 @@
  * Where WebSockets cannot open (some proxies and networks block them), after two attempts
  * that never opened it falls back to Server-Sent Events on the same server (`/sse`, or
  * options.sseUrl): messages keep coming, every group resuming where it was; publishing
- * and presence need the WebSocket. client.transport says which is in use.
+ * and presence need the WebSocket. Meanwhile it keeps trying a WebSocket on the side
+ * (backing off) and goes back to it as soon as one opens (the failures may have been a
+ * server restart, not a block). client.transport says which is in use.
  */
 (function (global) {
   "use strict";
@@ -44,6 +46,8 @@
   const STABLE_MS = 5000;
   // WebSocket attempts that never opened before falling back to Server-Sent Events.
   const WS_FAILURES_BEFORE_SSE = 2;
+  // While on Server-Sent Events, a WebSocket is tried this soon, then less and less often.
+  const WS_PROBE_MS = [1000, 5000, 30000, 120000];
 
   class GroupcastClient {
     constructor(url, options = {}) {
@@ -77,6 +81,7 @@
       this.sseUrl = options.sseUrl || sseUrlOf(url);
       this.sseAllowed = options.sse !== false && typeof EventSource !== "undefined";
       this.wsFailures = 0;
+      this.probe = null; // {timer, socket, attempt}: trying a WebSocket while on SSE
       this.source = null;
       this.transport = "websocket";
       this._connect();
@@ -183,7 +188,8 @@
         return this._retry();
       }
       if (this.closed) return; // close() was called while the token was on its way
-      if (this.sseAllowed && this.wsFailures >= WS_FAILURES_BEFORE_SSE) return this._openSse(token);
+      // (a stream needs a group: with none, a WebSocket it is)
+      if (this.sseAllowed && this.wsFailures >= WS_FAILURES_BEFORE_SSE && this.groups.size) return this._openSse(token);
       this.transport = "websocket";
       let socket;
       try {
@@ -303,7 +309,6 @@
     _openSse(token) {
       const groups = Array.from(this.groups.keys());
       this.transport = "sse";
-      if (!groups.length) return; // opened by the first subscribe
       const offsets = {};
       for (const [group, entry] of this.groups) if (entry.offset !== null) offsets[group] = entry.offset;
       let url = this.sseUrl + (this.sseUrl.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
@@ -316,6 +321,7 @@
       source.addEventListener("subscribed", (event) => {
         this.openedAt = Date.now();
         call(this.onStatus, "open", "sse");
+        this._probeLater(token);
         const data = JSON.parse(event.data);
         for (const [group, offset] of Object.entries(data.groups)) {
           const entry = this.groups.get(group);
@@ -355,7 +361,48 @@
     _closeSse() {
       if (this.source) this.source.close();
       this.source = null;
+      this._stopProbe();
       for (const entry of this.groups.values()) entry.state = "idle";
+    }
+
+    /** Try a WebSocket on the side; if one opens, move back to it (resuming by offset). */
+    _probeLater(token) {
+      const attempt = this.probe ? this.probe.attempt + 1 : 0;
+      this._stopProbe();
+      const wait = WS_PROBE_MS[Math.min(attempt, WS_PROBE_MS.length - 1)];
+      const probe = { attempt, socket: null, timer: null };
+      this.probe = probe;
+      probe.timer = setTimeout(() => {
+        if (this.probe !== probe || this.closed) return;
+        const separator = this.url.includes("?") ? "&" : "?";
+        let socket;
+        try {
+          socket = new WebSocket(this.url + separator + "token=" + encodeURIComponent(token));
+        } catch (error) {
+          return this._probeLater(token);
+        }
+        probe.socket = socket;
+        socket.onopen = () => {
+          if (this.probe !== probe) return socket.close(1000);
+          socket.onclose = null;
+          socket.close(1000);
+          this.wsFailures = 0;
+          this._reopenSse(); // back through _connect, on a WebSocket this time
+        };
+        socket.onclose = () => {
+          if (this.probe === probe) this._probeLater(token);
+        };
+      }, wait);
+    }
+
+    _stopProbe() {
+      if (!this.probe) return;
+      clearTimeout(this.probe.timer);
+      if (this.probe.socket) {
+        this.probe.socket.onclose = null;
+        this.probe.socket.close(1000);
+      }
+      this.probe = null;
     }
 
     _reopenSse() {
