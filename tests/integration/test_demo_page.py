@@ -2,8 +2,8 @@
 real topology: presence between two pages, publishing over the WebSocket, token
 callbacks that give JSON or fail, automatic refresh, and the server's 4009."""
 
-import base64
 import asyncio
+import base64
 import json
 import signal
 
