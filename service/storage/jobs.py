@@ -193,7 +193,10 @@ class Lease:
         return await self._record("release", 0, published=published)
 
     async def done(self, result):
-        await self._record("done", KEEP_FINISHED, result=json.dumps(result), error="")
+        # The top-level count too: GET /jobs/<id> shows it beside `result`, and a finished
+        # job must not read "published": 0.
+        await self._record("done", KEEP_FINISHED, result=json.dumps(result), error="",
+                           published=result.get("published", 0))
 
     async def retry_or_fail(self, attempts, error):
         if attempts >= settings.GROUPCAST_JOB_MAX_ATTEMPTS:
