@@ -12,6 +12,12 @@ set -eu
 
 role=${1:-http}
 [ "$#" -gt 0 ] && shift
+# Every log line says which role wrote it (service/logs.py); management commands are "manage".
+case "$role" in
+  http|http-front|socket|worker) GROUPCAST_ROLE=$role ;;
+  *) GROUPCAST_ROLE=manage ;;
+esac
+export GROUPCAST_ROLE
 
 case "$role" in
   http)

@@ -178,7 +178,9 @@ class Stack:
         return self
 
     def _spawn(self, name, args, extra_env=None, to_file=False):
-        env = dict(self.env, **(extra_env or {}))
+        # as docker-entrypoint.sh sets it: every log line says which role wrote it
+        role = {"http": "http", "front": "http-front"}.get(name, name.rstrip("0123456789"))
+        env = dict(self.env, GROUPCAST_ROLE=role, **(extra_env or {}))
         if self.quiet or to_file:
             output = open(self.workdir / f"{name}.log", "ab")
         else:

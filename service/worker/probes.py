@@ -10,7 +10,8 @@ from service.storage.clients import redis_reachable
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}'
+# Every JSON body ends with a newline (so `curl` output does not run into the prompt).
+NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}\n'
 
 # Set once the worker serves its channels (and handles SIGTERM): ready only from then.
 serving = threading.Event()
@@ -22,14 +23,14 @@ class _WorkerProbe(BaseHTTPRequestHandler):
             body, kind = metrics.exposition()
             self._reply(200, body, kind)
         elif self.path == "/healthz":
-            self._reply(200, b'{"status":"ok"}', "application/json")
+            self._reply(200, b'{"status":"ok"}\n', "application/json")
         elif self.path == "/readyz":
             if not serving.is_set():
-                self._reply(503, b'{"status":"unready","reason":"starting"}', "application/json")
+                self._reply(503, b'{"status":"unready","reason":"starting"}\n', "application/json")
             elif not redis_reachable("worker"):
-                self._reply(503, b'{"status":"unready","reason":"redis unreachable"}', "application/json")
+                self._reply(503, b'{"status":"unready","reason":"redis unreachable"}\n', "application/json")
             else:
-                self._reply(200, b'{"status":"ready"}', "application/json")
+                self._reply(200, b'{"status":"ready"}\n', "application/json")
         else:
             self._reply(404, NOT_FOUND, "application/json")
 
