@@ -89,6 +89,10 @@ def test_a_connection_id_is_on_the_lines_of_its_connection(json_stack):
         try:
             await client.socket.send(json.dumps({"type": "subscribe", "group": "logs.one"}))
             reply = await client.frame(15)
+            # the other expected failures of an outage: refused publishes and jobs
+            assert api(json_stack, "POST", "/api/v1/publish", {"group": "logs.one", "data": 1})[0] == 503
+            assert api(json_stack, "POST", "/api/v1/jobs", {"groups": ["logs.one"], "data": 1})[0] == 503
+            await asyncio.sleep(2)  # the worker and the socket process notice it too
         finally:
             json_stack.redis.start()  # the same port and AOF: the stack carries on
         await client.close()
@@ -100,8 +104,9 @@ def test_a_connection_id_is_on_the_lines_of_its_connection(json_stack):
                15, "the failed subscribe's line")
     (line,) = [e for e in entries(json_stack, "socket0") if "subscribe to logs.one failed" in e["message"]]
     assert line["level"] == "WARNING" and line["connection_id"].startswith("c-")
-    # an expected failure: a line, not a traceback
-    assert "exception" not in line
+    # expected failures are lines, not tracebacks, in every role
+    for name in ("http", "front", "socket0", "worker0"):
+        assert not [e for e in entries(json_stack, name) if "exception" in e], name
 
 
 def test_text_stays_the_default_and_a_bad_format_is_refused():
