@@ -30,8 +30,11 @@ test-fast: deps system-deps  ## the tests that need no extra processes or browse
 chart-test: deps  ## helm lint/template over the values matrix, schema and manifest validation
 	$(PYTHON) -m pytest tests/chart
 
-image:  ## build the container image with podman (offline-capable)
-	hack/image.sh
+image:  ## build the container image: podman (offline, Debian base) or docker, whichever is present
+	hack/container.sh build
+
+push:  ## build and push the image: make push IMAGE=<registry>/groupcast:<tag>
+	hack/container.sh push "$(IMAGE)"
 
 e2e:  ## end-to-end on a real kind cluster (builds its pinned tool chain first)
 	e2e/run.sh
