@@ -1,5 +1,7 @@
 """Typed settings from environment variables; every problem names its variable."""
 
+import base64
+import binascii
 import os
 from urllib.parse import urlsplit
 
@@ -91,6 +93,32 @@ class Environment:
                 f"{', '.join(s + '://' for s in schemes)}"
             )
         return value
+
+    def keys(self, name, *, prefix, min_bytes, max_bytes):
+        """A comma-separated list of base64 keys, each optionally behind `prefix` (as in
+        `whsec_<base64>`), decoded; empty when unset. A bad item is named by its position,
+        never shown: it is a secret."""
+        value = self._raw(name, None)
+        if value is None:
+            return []
+        keys = []
+        for position, item in enumerate((i.strip() for i in value.split(",") if i.strip()), 1):
+            try:
+                key = base64.b64decode(item.removeprefix(prefix), validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if not min_bytes <= len(key) <= max_bytes:
+                self.problems.append(
+                    f"{name}: item {position} must be base64 of {min_bytes} to {max_bytes} bytes, "
+                    f"optionally prefixed {prefix}"
+                )
+            keys.append(key)
+        return keys
+
+    def require(self, name, reason):
+        """Record `name` as missing if it is unset: for a setting needed only with others."""
+        if not self.environ.get(name, "").strip():
+            self.problems.append(f"{name}: required {reason}")
 
     def check(self):
         """Raise one error listing every problem found so far."""

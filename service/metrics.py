@@ -30,6 +30,12 @@ PUBLISH_ERRORS = Counter(
 PUBLISH_SECONDS = Histogram(
     "groupcast_publish_seconds", "Time to store and announce one message.", buckets=FAST
 )
+JOBS_REFUSED = Counter(
+    "groupcast_jobs_refused",
+    "POST /jobs refused, by reason: rate, delay or at outside their bounds (400), "
+    "queue_full (GROUPCAST_JOB_MAX_QUEUED jobs waiting, 503), or the request's error code.",
+    ["reason"],
+)
 HTTP_REQUESTS = Counter(
     "groupcast_http_requests", "HTTP API requests, by view and status.", ["view", "status"]
 )
@@ -84,6 +90,20 @@ REBALANCED = Counter(
     "Connections closed with 1012 to move them to less loaded socket processes (or aged out).",
 )
 SSE_STREAMS = Counter("groupcast_sse_streams", "Server-Sent Events streams opened.")
+LINK_LOSSES = Counter(
+    "groupcast_redis_link_losses",
+    "Times this socket process declared its Redis pub/sub link lost and resubscribed, by "
+    "reason: silent (pings unanswered for GROUPCAST_REDIS_PING_MISSES periods) or error "
+    "(the connection failed).",
+    ["reason"],
+)
+SUBSCRIBE_PROXY = Counter(
+    "groupcast_subscribe_proxy_requests",
+    "Subscribes put to GROUPCAST_SUBSCRIBE_PROXY_URL, by outcome: allowed (2xx), forbidden "
+    "(403), error (any other answer, or no connection) or timeout; the last two answer "
+    "the client unavailable.",
+    ["outcome"],
+)
 CONNECTION_SINKS = Counter(
     "groupcast_connection_sinks",
     "WebSocket connections opened, by how their frames are written: direct (the fast "
@@ -92,8 +112,28 @@ CONNECTION_SINKS = Counter(
 )
 
 # worker
-JOBS = Counter("groupcast_jobs", "Job runs finished, by status.", ["status"])
-JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one job.", buckets=SLOW)
+# Bulk broadcasts; webhook deliveries, also run as jobs, are counted on their own below.
+JOBS = Counter(
+    "groupcast_jobs",
+    "Broadcast job runs finished, by status: done, retried, failed, lost (taken over), "
+    "timed_out (past GROUPCAST_JOB_MAX_SECONDS), expired (not started within "
+    "GROUPCAST_JOB_QUEUE_TTL).",
+    ["status"],
+)
+JOB_SECONDS = Histogram("groupcast_job_seconds", "Time to run one broadcast job.", buckets=SLOW)
+PROBE_REFUSED = Counter(
+    "groupcast_probe_refused",
+    "Connections to the worker's probe/metrics listener closed for a limit, by reason: "
+    "timeout (GROUPCAST_METRICS_TIMEOUT), too_large (GROUPCAST_METRICS_MAX_REQUEST_BYTES), "
+    "bad_request, over_capacity (GROUPCAST_METRICS_MAX_CONNECTIONS).",
+    ["reason"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "groupcast_webhook_deliveries",
+    "Webhook delivery attempts, by outcome: delivered (2xx), retried (a failure, to be "
+    "tried again), rejected (a 4xx other than 408/429: not retried) or failed (out of attempts).",
+    ["outcome"],
+)
 
 # socket (sent, dropped) and worker (received, delivered, webhook_failed)
 EVENTS = Counter("groupcast_events", "Connection events handled, by status.", ["status"])
@@ -117,6 +157,8 @@ ROLE_LABELS = {
     "http": [
         (PUBLISH_ERRORS, ["bad_json", "bad_request", "bad_group", "too_large", "unsupported_media_type",
                           "unavailable", "not_replicated"]),
+        (JOBS_REFUSED, ["rate", "delay", "at", "queue_full", "bad_json", "bad_request", "bad_group", "too_large",
+                        "unsupported_media_type"]),
     ],
     "socket": [
         (DROPPED, ["slow_client", "closed", "channel_full", "unknown_event"]),
@@ -125,9 +167,16 @@ ROLE_LABELS = {
         (HANDSHAKES_REFUSED, ["timeout", "over_limit"]),
         (TOKEN_REFRESHES, ["refreshed", "refused"]),
         (CLIENT_PUBLISHES, ["published", "forbidden", "failed"]),
+        (LINK_LOSSES, ["silent", "error"]),
         (EVENTS, ["sent", "dropped"]),
+        (SUBSCRIBE_PROXY, ["allowed", "forbidden", "error", "timeout"]),
     ],
-    "worker": [(JOBS, ["done", "retried", "failed", "lost"]), (EVENTS, ["received", "delivered", "webhook_failed"])],
+    "worker": [
+        (JOBS, ["done", "retried", "failed", "lost", "timed_out", "expired"]),
+        (EVENTS, ["received", "delivered", "webhook_failed"]),
+        (WEBHOOK_DELIVERIES, ["delivered", "retried", "rejected", "failed"]),
+        (PROBE_REFUSED, ["timeout", "too_large", "bad_request", "over_capacity"]),
+    ],
 }
 
 
@@ -166,6 +215,10 @@ class WorkerGauges:
     def __init__(self):
         self.job_queue_depth = Gauge(
             "groupcast_job_queue_depth", "Jobs waiting to be run (queued, or scheduled and due)."
+        )
+        self.probe_connections = Gauge(
+            "groupcast_probe_connections",
+            "Connections open to this worker's probe/metrics listener.",
         )
 
 

@@ -64,12 +64,66 @@ GROUPCAST_SSE_KEEPALIVE_SECONDS = env.float("GROUPCAST_SSE_KEEPALIVE_SECONDS", d
 GROUPCAST_PRESENCE_TTL = env.int("GROUPCAST_PRESENCE_TTL", default=30, minimum=3)
 # Members listed in a `subscribed` frame (the rest are counted; GET .../presence pages them)
 GROUPCAST_PRESENCE_LIST_MAX = env.int("GROUPCAST_PRESENCE_LIST_MAX", default=100, minimum=0)
+# The socket role's pub/sub link to Redis is pinged every period it is idle, and declared
+# lost (resubscribe and replay every group) once a ping has gone unanswered for MISSES
+# periods: a hung link is found within (MISSES + 2) periods, a slow pong is never a loss.
+GROUPCAST_REDIS_PING_SECONDS = env.float(
+    "GROUPCAST_REDIS_PING_SECONDS", default=2.0, minimum=0.05, maximum=60
+)
+GROUPCAST_REDIS_PING_MISSES = env.int("GROUPCAST_REDIS_PING_MISSES", default=3, minimum=2, maximum=100)
 GROUPCAST_JOB_LEASE_SECONDS = env.int("GROUPCAST_JOB_LEASE_SECONDS", default=30, minimum=2)
 GROUPCAST_JOB_MAX_ATTEMPTS = env.int("GROUPCAST_JOB_MAX_ATTEMPTS", default=5, minimum=1)
 GROUPCAST_WORKER_CONCURRENCY = env.int("GROUPCAST_WORKER_CONCURRENCY", default=4, minimum=1)
+# Job bounds, so that a few jobs cannot hold every worker slot and job records cannot
+# fill Redis (POST /jobs answers 400 or 503 past them, counted by reason):
+# - a run's time limit; a job's rate must let it publish to all its groups within it;
+GROUPCAST_JOB_MAX_SECONDS = env.int("GROUPCAST_JOB_MAX_SECONDS", default=600, minimum=1, maximum=86400)
+# - how far ahead `delay` or `at` may schedule a job;
+GROUPCAST_JOB_MAX_DELAY = env.int("GROUPCAST_JOB_MAX_DELAY", default=2592000, minimum=0)
+# - how far in the past `at` may be (clock skew, a retried request); it then runs now;
+GROUPCAST_JOB_PAST_TOLERANCE = env.int(
+    "GROUPCAST_JOB_PAST_TOLERANCE", default=300, minimum=0, maximum=86400
+)
+# - jobs waiting at once, queued or delayed (503 queue_full above);
+GROUPCAST_JOB_MAX_QUEUED = env.int("GROUPCAST_JOB_MAX_QUEUED", default=1000, minimum=1)
+# - how long after its time a job not yet started is given up (no worker, say);
+GROUPCAST_JOB_QUEUE_TTL = env.int("GROUPCAST_JOB_QUEUE_TTL", default=86400, minimum=60)
+# - how long an ended job's status stays readable.
+GROUPCAST_JOB_KEEP_SECONDS = env.int("GROUPCAST_JOB_KEEP_SECONDS", default=86400, minimum=60)
 GROUPCAST_WEBHOOK_URL = env.url("GROUPCAST_WEBHOOK_URL", default=None, schemes=("http", "https"))
+# The application's say on each subscribe the token allows (service/socket/subscribe_proxy.py):
+# a short deadline, since the client waits for it, and a bound on requests in flight per
+# socket process, so a reconnect storm cannot turn into as many requests at once.
+GROUPCAST_SUBSCRIBE_PROXY_URL = env.url(
+    "GROUPCAST_SUBSCRIBE_PROXY_URL", default=None, schemes=("http", "https")
+)
+GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT = env.float(
+    "GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT", default=2.0, minimum=0.1, maximum=30
+)
+GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY = env.int(
+    "GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY", default=32, minimum=1
+)
+# Signs webhook deliveries and subscribe proxy requests (Standard Webhooks, service/signing.py):
+# `whsec_<base64>` keys of 24-64 bytes, comma-separated; each one signs, the first first.
+GROUPCAST_WEBHOOK_SECRETS = env.keys(
+    "GROUPCAST_WEBHOOK_SECRET", prefix="whsec_", min_bytes=24, max_bytes=64
+)
+if GROUPCAST_WEBHOOK_URL or GROUPCAST_SUBSCRIBE_PROXY_URL:
+    env.require(
+        "GROUPCAST_WEBHOOK_SECRET", "with GROUPCAST_WEBHOOK_URL or GROUPCAST_SUBSCRIBE_PROXY_URL"
+    )
 GROUPCAST_METRICS_PORT = env.int("GROUPCAST_METRICS_PORT", default=9102, minimum=1, maximum=65535)
 GROUPCAST_METRICS_HOST = env.str("GROUPCAST_METRICS_HOST", default="0.0.0.0")
+# The worker's probe/metrics listener: seconds for a whole request (accept to last byte
+# answered, not renewed per byte), the largest request head, and the connections open at
+# once (at the bound the one idle longest is closed, so probes always get in).
+GROUPCAST_METRICS_TIMEOUT = env.float("GROUPCAST_METRICS_TIMEOUT", default=5.0, minimum=0.1, maximum=60)
+GROUPCAST_METRICS_MAX_REQUEST_BYTES = env.int(
+    "GROUPCAST_METRICS_MAX_REQUEST_BYTES", default=8192, minimum=512, maximum=65536
+)
+GROUPCAST_METRICS_MAX_CONNECTIONS = env.int(
+    "GROUPCAST_METRICS_MAX_CONNECTIONS", default=100, minimum=1, maximum=10000
+)
 
 # Demo page: where browsers open the WebSocket (default: /ws on the page's own host)
 GROUPCAST_WS_URL = env.url("GROUPCAST_WS_URL", default="", schemes=("ws", "wss"))

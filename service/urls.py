@@ -17,4 +17,5 @@ urlpatterns = [
     path("metrics", probes.metrics_view),
     path("", demo.index),
     path("static/<str:name>", demo.script),
+    path("demo/token", demo.token),
 ]

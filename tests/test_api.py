@@ -225,6 +225,69 @@ def test_the_openapi_description_is_served_without_a_key():
     assert document["openapi"].startswith("3.") and "/api/v1/publish" in document["paths"]
 
 
+def job_refusals(reason):
+    from service import metrics
+
+    return metrics.JOBS_REFUSED.labels(reason)._value.get()
+
+
+def test_a_rate_too_slow_for_the_time_limit_is_400_naming_the_slowest_rate(api, settings):
+    settings.GROUPCAST_JOB_MAX_SECONDS = 600
+    before = job_refusals("rate")
+    status, body, _ = api("post", "/api/v1/jobs", {"groups": ["a", "b", "c"], "data": 1, "rate": 1e-9})
+    assert status == 400 and body["error"]["code"] == "bad_request"
+    assert "from 0.005 to 100000" in body["error"]["message"] and "600 s" in body["error"]["message"]
+    assert job_refusals("rate") == before + 1
+    # the slowest rate that fits is accepted
+    assert api("post", "/api/v1/jobs", {"groups": ["a", "b", "c"], "data": 1, "rate": 0.005})[0] == 202
+
+
+def test_a_delay_past_the_bound_is_400(api, settings):
+    settings.GROUPCAST_JOB_MAX_DELAY = 3600
+    before = job_refusals("delay")
+    status, body, _ = api("post", "/api/v1/jobs", {"groups": ["a"], "data": 1, "delay": 3601})
+    assert status == 400 and "from 0 to 3600" in body["error"]["message"]
+    assert job_refusals("delay") == before + 1
+    assert api("post", "/api/v1/jobs", {"groups": ["a"], "data": 1, "delay": 3600})[0] == 202
+
+
+@pytest.mark.parametrize("ago, accepted", [(3600, False), (10**9, False), (60, True)])
+def test_at_in_the_past_is_accepted_only_within_the_tolerance_and_then_runs_now(api, settings, ago, accepted):
+    import time
+
+    settings.GROUPCAST_JOB_PAST_TOLERANCE = 300
+    before = job_refusals("at")
+    asked = time.time()
+    status, body, _ = api("post", "/api/v1/jobs", {"groups": ["a"], "data": 1, "at": asked - ago})
+    if not accepted:
+        assert status == 400 and "300 seconds in the past" in body["error"]["message"]
+        assert job_refusals("at") == before + 1
+        return
+    assert status == 202
+    job = api("get", f"/api/v1/jobs/{body['job']}")[1]
+    assert job["run_at"] >= asked  # in turn, not ahead of every job due
+
+
+def test_at_past_the_bound_is_400(api, settings):
+    import time
+
+    settings.GROUPCAST_JOB_MAX_DELAY = 3600
+    status, body, _ = api("post", "/api/v1/jobs", {"groups": ["a"], "data": 1, "at": time.time() + 7200})
+    assert status == 400 and "within 3600 seconds" in body["error"]["message"]
+
+
+def test_a_full_job_queue_is_503_with_retry_after_and_records_nothing(api, settings, sync_redis):
+    settings.GROUPCAST_JOB_MAX_QUEUED = 2
+    for _ in range(2):
+        assert api("post", "/api/v1/jobs", {"groups": ["a"], "data": 1, "delay": 60})[0] == 202
+    before = job_refusals("queue_full")
+    status, body, response = api("post", "/api/v1/jobs", {"groups": ["a"], "data": 1})
+    assert status == 503 and body["error"]["code"] == "queue_full"
+    assert response["Retry-After"] == "10"
+    assert job_refusals("queue_full") == before + 1
+    assert len(sync_redis.keys(keys.job("*"))) == 2
+
+
 def test_json_answers_end_with_a_newline_and_carry_a_request_id():
     client = Client()
     for path in ("/healthz", "/readyz", "/api/v1/openapi.json", "/api/v1/publish", "/no/such/page"):

@@ -16,6 +16,9 @@ BASE = {
     "GROUPCAST_JWT_SECRET": "j" * 40,
 }
 
+# The Standard Webhooks specification's example secret (24 bytes): not one in use anywhere.
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 def load_settings(**changes):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GROUPCAST_", "DJANGO_", "REDIS_"))}
@@ -52,6 +55,20 @@ def test_complete_environment_loads():
         ("GROUPCAST_CLIENT_RATE", "fast", "GROUPCAST_CLIENT_RATE: must be a number"),
         ("GROUPCAST_LOG_LEVEL", "LOUD", "GROUPCAST_LOG_LEVEL: must be one of"),
         ("GROUPCAST_WEBHOOK_URL", "ftp://x", "GROUPCAST_WEBHOOK_URL: must be a URL"),
+        ("GROUPCAST_REDIS_PING_MISSES", "1", "GROUPCAST_REDIS_PING_MISSES: must be at least 2"),
+        ("GROUPCAST_METRICS_TIMEOUT", "forever", "GROUPCAST_METRICS_TIMEOUT: must be a number"),
+        ("GROUPCAST_METRICS_MAX_CONNECTIONS", "0", "GROUPCAST_METRICS_MAX_CONNECTIONS: must be at least 1"),
+        ("GROUPCAST_JOB_MAX_SECONDS", "0", "GROUPCAST_JOB_MAX_SECONDS: must be at least 1"),
+        ("GROUPCAST_JOB_MAX_QUEUED", "many", "GROUPCAST_JOB_MAX_QUEUED: must be an integer"),
+        ("GROUPCAST_JOB_QUEUE_TTL", "5", "GROUPCAST_JOB_QUEUE_TTL: must be at least 60"),
+        ("GROUPCAST_WEBHOOK_URL", "https://hooks.example.com/", "GROUPCAST_WEBHOOK_SECRET: required with GROUPCAST_WEBHOOK_URL"),
+        ("GROUPCAST_SUBSCRIBE_PROXY_URL", "http://app/ok", "GROUPCAST_WEBHOOK_SECRET: required with GROUPCAST_WEBHOOK_URL or GROUPCAST_SUBSCRIBE_PROXY_URL"),
+        ("GROUPCAST_SUBSCRIBE_PROXY_URL", "app/ok", "GROUPCAST_SUBSCRIBE_PROXY_URL: must be a URL"),
+        ("GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT", "0", "GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT: must be at least 0.1"),
+        ("GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY", "none", "GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY: must be an integer"),
+        # too short (16 bytes), not base64
+        ("GROUPCAST_WEBHOOK_SECRET", "whsec_c2hvcnQtc2hvcnQtc2hvcnQ=", "GROUPCAST_WEBHOOK_SECRET: item 1 must be base64 of 24 to 64 bytes"),
+        ("GROUPCAST_WEBHOOK_SECRET", WEBHOOK_SECRET + ",whsec_not base64!", "GROUPCAST_WEBHOOK_SECRET: item 2 must be base64"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):
@@ -61,6 +78,16 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):
     # secrets never appear in the error
     assert BASE["DJANGO_SECRET_KEY"] not in result.stderr
     assert BASE["GROUPCAST_API_KEYS"] not in result.stderr
+    assert "c2hvcnQ" not in result.stderr and WEBHOOK_SECRET not in result.stderr
+
+
+def test_webhook_secrets_in_the_specifications_form_or_bare_base64_load():
+    result = load_settings(
+        GROUPCAST_WEBHOOK_URL="https://hooks.example.com/groupcast",
+        GROUPCAST_SUBSCRIBE_PROXY_URL="http://app:8000/groupcast/subscribe",
+        GROUPCAST_WEBHOOK_SECRET=WEBHOOK_SECRET + "," + WEBHOOK_SECRET.removeprefix("whsec_"),
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_every_problem_is_reported_at_once():

@@ -178,7 +178,9 @@ def test_plain_synchronous_code_on_a_new_event_loop_per_call(layer, other):
     thread = threading.Thread(target=sync_code)
     thread.start()
     thread.join(30)
-    assert [m["type"] for m in results["messages"]] == ["from.sync", "direct"]
+    # both arrive (a send made after a group_send from another process may overtake it:
+    # README, "Adopting it")
+    assert sorted(m["type"] for m in results["messages"]) == ["direct", "from.sync"]
 
 
 async def test_a_busy_consumer_fills_to_capacity_and_send_raises_channel_full(settings, prefix):

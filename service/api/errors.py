@@ -8,12 +8,14 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status, code, message, headers=None):
+    def __init__(self, status, code, message, headers=None, reason=None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        # what a refusal metric counts it as (finer than the code the client sees)
+        self.reason = reason or code
 
     def response(self):
         response = JsonResponse(

@@ -12,6 +12,7 @@ from service.tokens import info_valid
 
 MAX_JOB_GROUPS = 10000
 JSON_CHARSETS = ("utf-8", "utf8")
+MAX_JOB_RATE = 100000
 
 
 def json_body(request):
@@ -135,7 +136,8 @@ def unsubscribe_request(body):
 
 
 def job_request(body, now):
-    """(groups, data, run_at, rate) for a bulk broadcast."""
+    """(groups, data, run_at, rate) for a bulk broadcast, within the job bounds (see
+    settings.py): each value out of range is a 400 saying what range it must be in."""
     groups = body.get("groups")
     if (
         not isinstance(groups, list)
@@ -146,23 +148,56 @@ def job_request(body, now):
             f'"groups" must be a list of 1-{MAX_JOB_GROUPS} group names ({GROUP_RULE})',
             "bad_group",
         )
+    groups = list(dict.fromkeys(groups))
     data = data_field(body)
-    run_at = now
     if "at" in body and "delay" in body:
         raise bad_request('give "at" or "delay", not both')
+    run_at = now
     if "delay" in body:
-        delay = body["delay"]
-        if not _number(delay) or not 0 <= delay <= 30 * 86400:
-            raise bad_request('"delay" must be a number of seconds from 0 to 2592000')
-        run_at = now + delay
+        run_at = now + _delay(body["delay"])
     elif "at" in body:
-        run_at = _timestamp(body["at"])
-        if run_at > now + 30 * 86400:
-            raise bad_request('"at" must be within 30 days')
-    rate = body.get("rate")
-    if rate is not None and (not _number(rate) or not 0 < rate <= 100000):
-        raise bad_request('"rate" must be a number of publishes per second, up to 100000')
-    return list(dict.fromkeys(groups)), data, run_at, rate
+        run_at = _at(body["at"], now)
+    return groups, data, run_at, _rate(body.get("rate"), len(groups))
+
+
+def out_of_range(reason, message):
+    """A 400 for a value outside its bound; `reason` is what the refusal is counted as."""
+    return ApiError(400, "bad_request", message, reason=reason)
+
+
+def _delay(delay):
+    longest = settings.GROUPCAST_JOB_MAX_DELAY
+    if not _number(delay) or not 0 <= delay <= longest:
+        raise out_of_range("delay", f'"delay" must be a number of seconds from 0 to {longest}')
+    return delay
+
+
+def _at(value, now):
+    moment = _timestamp(value)
+    longest, tolerance = settings.GROUPCAST_JOB_MAX_DELAY, settings.GROUPCAST_JOB_PAST_TOLERANCE
+    if moment > now + longest:
+        raise out_of_range("at", f'"at" must be within {longest} seconds from now')
+    if moment < now - tolerance:
+        # A time long gone is a mistake; and it would put the job ahead of every job due.
+        raise out_of_range("at", f'"at" must not be more than {tolerance} seconds in the past')
+    return max(moment, now)  # a moment ago (clock skew, a retried request): now, in turn
+
+
+def _rate(rate, groups):
+    """The job's publishes per second: absent means as fast as possible. Slow enough to
+    outlast GROUPCAST_JOB_MAX_SECONDS would only hold a worker slot until the job is
+    stopped unfinished, so the slowest rate accepted is the one that fits."""
+    if rate is None:
+        return None
+    limit = settings.GROUPCAST_JOB_MAX_SECONDS
+    slowest = groups / limit
+    if not _number(rate) or not slowest <= rate <= MAX_JOB_RATE:
+        raise out_of_range(
+            "rate",
+            f'"rate" must be from {slowest:.6g} to {MAX_JOB_RATE} publishes per second: '
+            f"a job's {groups} groups must all be published within its time limit of {limit} s",
+        )
+    return rate
 
 
 def _number(value):
@@ -180,4 +215,4 @@ def _timestamp(value):
         else:
             if moment.tzinfo is not None:
                 return moment.timestamp()
-    raise bad_request('"at" must be a Unix time or an ISO 8601 time with a zone')
+    raise out_of_range("at", '"at" must be a Unix time or an ISO 8601 time with a zone')

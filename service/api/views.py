@@ -15,13 +15,15 @@ from service.api.errors import ApiError
 from service.api.api_keys import api_key_valid
 from service.groups import GROUP_RULE, is_group_name
 from service.storage.history import history_last_offset
-from service.storage.jobs import job_create, job_get
+from service.storage.jobs import QueueFull, job_create, job_get
 from service.storage.control import control_request
 from service.storage.presence import group_subscribers, members_page_sync
 from service.storage.publishing import NotReplicated, publish_message
 from service.tokens import token_issue
 
 RETRY_AFTER_SECONDS = "2"
+# A full job queue drains at the pace of the workers, not of a Redis blip: come back later.
+QUEUE_FULL_RETRY_AFTER_SECONDS = "10"
 
 
 def endpoint(view_name, method):
@@ -111,8 +113,18 @@ def tokens(request):
 
 @endpoint("jobs", "POST")
 def jobs(request):
-    groups, data, run_at, rate = requests.job_request(requests.json_body(request), time.time())
-    job_id = job_create(groups=groups, data=data, run_at=run_at, rate=rate)
+    try:
+        groups, data, run_at, rate = requests.job_request(requests.json_body(request), time.time())
+        job_id = job_create(groups=groups, data=data, run_at=run_at, rate=rate)
+    except ApiError as error:
+        metrics.JOBS_REFUSED.labels(error.reason).inc()
+        raise
+    except QueueFull as error:
+        metrics.JOBS_REFUSED.labels("queue_full").inc()
+        raise ApiError(
+            503, "queue_full", f"{error}; nothing was recorded, retry later",
+            {"Retry-After": QUEUE_FULL_RETRY_AFTER_SECONDS},
+        ) from None
     return 202, {"job": job_id, "status": "queued"}
 
 

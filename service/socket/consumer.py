@@ -2,8 +2,9 @@
 
 connect: check the origin and the token, then accept. Each text frame is a subscribe,
 unsubscribe, publish, refresh or ping; anything else is answered with an error frame and
-the connection stays open. Membership goes through the process's hub, whose fan-out
-writes published messages straight to this client's socket.
+the connection stays open. A subscribe needs the token's permission and, with a subscribe
+proxy, the application's (service/socket/subscribe_proxy.py). Membership goes through the
+process's hub, whose fan-out writes published messages straight to this client's socket.
 """
 
 import logging
@@ -14,7 +15,7 @@ from django.conf import settings
 from redis import RedisError
 
 from service import logs, metrics
-from service.socket import events
+from service.socket import events, subscribe_proxy
 from service.socket.hub import current_hub
 from service.socket.frames import (
     PONG,
@@ -121,6 +122,17 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
                 group,
             )
             return
+        proxy = self.hub.subscribe_proxy
+        if proxy is not None:
+            answer = await proxy.ask(subscriber, group)
+            if subscriber.closing:  # closed (a drain, the API) while the proxy was asked
+                return
+            if answer == subscribe_proxy.FORBIDDEN:
+                subscriber.send_error("forbidden", "the application does not allow this group", group)
+                return
+            if answer != subscribe_proxy.ALLOWED:
+                subscriber.send_error("unavailable", "could not check this subscription, try again", group)
+                return
         try:
             await self.hub.join(group, subscriber, since=since, presence=presence, join_leave=join_leave)
         except (RedisError, ConnectionError, TimeoutError) as error:

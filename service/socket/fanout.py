@@ -15,6 +15,7 @@ import logging
 import time
 
 from django.conf import settings
+from redis.backoff import EqualJitterBackoff
 
 from service import metrics
 from service.groups import offset_after, offset_millis
@@ -25,10 +26,21 @@ from service.storage.history import history_read
 
 log = logging.getLogger(__name__)
 
-HEALTH_INTERVAL = 5.0
 SUBSCRIBE_TIMEOUT = 5.0
 # How long a join waits for the Redis link (at start-up, or while it reconnects).
 LINK_WAIT = 3.0
+# Reconnecting: 0.1 s doubling to 5 s, each wait drawn from its upper half, so a fleet of
+# socket processes that lost Redis together does not come back in lockstep.
+RECONNECT_BACKOFF = EqualJitterBackoff(cap=5.0, base=0.1)
+
+
+def reconnect_delay(failures):
+    """Seconds to wait before reconnecting after `failures` failed links in a row."""
+    return RECONNECT_BACKOFF.compute(failures)
+
+
+class LinkSilent(ConnectionError):
+    """Pings went unanswered for GROUPCAST_REDIS_PING_MISSES periods: the link hangs."""
 
 
 class LocalGroup:
@@ -284,11 +296,11 @@ class Fanout:
     # The Redis link
 
     async def _run(self):
-        delay = 0.1
+        failures = 0  # links lost in a row, for the backoff
         while True:
             try:
                 await self._link()
-                delay = 0.1
+                failures = 0
                 watchdog = asyncio.ensure_future(self._watch())
                 try:
                     done, _ = await asyncio.wait(
@@ -298,26 +310,45 @@ class Fanout:
                     watchdog.cancel()
                 for task in done:
                     task.result()  # raises why the link ended
+                raise ConnectionError("the link ended")  # neither task returns otherwise
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 self.linked.clear()
                 metrics.redis_failed("socket")
-                log.warning("Redis link lost (%s); reconnecting in %.1fs", error, delay)
+                metrics.LINK_LOSSES.labels("silent" if isinstance(error, LinkSilent) else "error").inc()
+                delay = reconnect_delay(failures)
+                failures += 1
+                log.warning("Redis link lost (%s); reconnecting in %.2fs", error, delay)
             finally:
                 await self._drop_pubsub()
             await asyncio.sleep(delay)  # back off before reconnecting
-            delay = min(delay * 2, 5.0)
 
     async def _watch(self):
-        """Ping when the link is quiet; a link silent for two periods is dead."""
+        """Ping the link every period it is idle; it is lost only once a ping has gone
+        unanswered for GROUPCAST_REDIS_PING_MISSES periods in a row.
+
+        Missed periods are counted, not measured as silence: a pong landing just after a
+        check, or a stall of this event loop, costs at most one period, never a false
+        loss (which would make /readyz answer 503 and resubscribe and replay every group).
+        """
         loop = asyncio.get_running_loop()
+        period = settings.GROUPCAST_REDIS_PING_SECONDS
+        misses = settings.GROUPCAST_REDIS_PING_MISSES
+        pinged = None  # when the unanswered ping went out, if one is outstanding
+        missed = 0
         while True:
-            await asyncio.sleep(HEALTH_INTERVAL)
-            silent = loop.time() - self._heard
-            if silent > 2 * HEALTH_INTERVAL:
-                raise ConnectionError(f"Redis silent for {silent:.0f}s")
-            if silent > HEALTH_INTERVAL:
+            await asyncio.sleep(period)
+            if pinged is not None and self._heard >= pinged:
+                pinged, missed = None, 0  # answered (anything read after a ping proves the link)
+            if pinged is not None:
+                missed += 1
+                if missed >= misses:
+                    raise LinkSilent(f"no answer to a ping for {missed} periods of {period:g}s")
+            elif loop.time() - self._heard >= period / 2:
+                # Idle (nothing read for half a period or more): ask for a pong. A busy
+                # link proves itself with its traffic.
+                pinged = loop.time()
                 await self._pubsub.ping()
 
     async def _link(self):

@@ -1,9 +1,10 @@
 """The hub: one socket process's live state, and the one place that owns it.
 
 It holds the WebSocket subscribers of the process, the fan-out that feeds them from
-Redis, the presence counts it mirrors there, the socket gauges, and whether the process
-is draining. Consumers, the drain and the probes talk to the hub (`current_hub()`: the hub
-of the running event loop, which under Daphne is the process's one loop).
+Redis, the presence counts it mirrors there, the subscribe proxy, the socket gauges, and
+whether the process is draining. Consumers, the drain and the probes talk to the hub
+(`current_hub()`: the hub of the running event loop, which under Daphne is the process's
+one loop).
 """
 
 import asyncio
@@ -23,6 +24,7 @@ from service.socket import frames
 from service.socket.expiry import Expiries
 from service.socket.fanout import Fanout
 from service.socket.rebalance import Rebalancer
+from service.socket.subscribe_proxy import subscribe_proxy_from_settings
 from service.socket.subscribers import DISCONNECTED, RESTARTING, TRY_AGAIN_LATER
 from service.storage.clients import make_async
 from service.storage.presence import Presence
@@ -63,6 +65,9 @@ class Hub:
         self.expiries = Expiries()
         # set on SIGTERM: the process refuses newcomers and is closing its connections
         self.draining = False
+        # the application's say on subscribes (None without GROUPCAST_SUBSCRIBE_PROXY_URL);
+        # its slots bound the requests this process has in flight
+        self.subscribe_proxy = subscribe_proxy_from_settings()
         client = make_async(redis_url)
         # No silent retries on the subscriber link: a lost link must be seen, so that the
         # gap it leaves is replayed from history. Commands (history, presence) go through

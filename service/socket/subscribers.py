@@ -29,7 +29,7 @@ REPLAY_STALL_SECONDS = 10.0
 
 class Subscriber:
     __slots__ = (
-        "channel_name", "sink", "claims", "groups", "present", "close_code",
+        "channel_name", "sink", "claims", "groups", "present", "close_code", "proxy_answers",
         "connected_at", "_limit", "_tokens", "_refilled",
     )
 
@@ -43,6 +43,8 @@ class Subscriber:
         self.present = set()
         self.connected_at = time.monotonic()
         self.close_code = None
+        # group -> the subscribe proxy's answer, once it was asked (service/socket/subscribe_proxy.py)
+        self.proxy_answers = None
         self._limit = settings.GROUPCAST_SEND_QUEUE_BYTES
         self._tokens = 2 * settings.GROUPCAST_CLIENT_RATE
         self._refilled = time.monotonic()

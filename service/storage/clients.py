@@ -6,6 +6,7 @@ Sentinel-managed master across failovers.
 """
 
 import asyncio
+import functools
 import weakref
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -62,8 +63,10 @@ def _is_sentinel(url):
     return url.startswith("redis+sentinel://")
 
 
+@functools.lru_cache(maxsize=16)
 def url_db(url):
-    """The database number a Redis URL selects (0 when it names none)."""
+    """The database number a Redis URL selects (0 when it names none); cached, since every
+    publish names its group's channel with it."""
     if _is_sentinel(url):
         return parse_sentinel_url(url).db
     return int(redis.connection.parse_url(url).get("db", 0))

@@ -2,8 +2,13 @@
 (channels 4.3.2, channels/worker.py and channels/consumer.py).
 """
 
+import itertools
+
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.worker import Worker
+
+_connection_ids = itertools.count()
 
 
 class GatedWorker(Worker):
@@ -32,9 +37,27 @@ class GatedWorker(Worker):
 
 
 class LeanDispatch:
-    """AsyncConsumer.dispatch (consumer.py) for a consumer without a database: none of
-    Channels' per-message connection cleanup (a thread hop per frame), and an event of
-    unknown type handed to `unknown_event` instead of raising."""
+    """AsyncConsumer for a consumer that takes nothing from the channel layer and uses no
+    database (consumer.py, __call__ and dispatch).
+
+    __call__: no channel of its own in the layer and one plain receive loop, where
+    Channels keeps a layer channel, a task per source and asyncio.wait per message — a
+    few kB and a thread hand-off per connection that a groupcast WebSocket never uses.
+    `channel_name` is still unique in the process. dispatch: none of Channels'
+    per-message connection cleanup (a thread hop per frame), and an event of unknown type
+    handed to `unknown_event` instead of raising.
+    """
+
+    async def __call__(self, scope, receive, send):
+        self.scope = scope
+        self.channel_layer = None
+        self.channel_name = f"groupcast.connection!{next(_connection_ids)}"
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)

@@ -1,6 +1,7 @@
 """The worker role's consumers, on the fixed channels `runworker` serves.
 
-JobsConsumer runs bulk broadcasts; EventsConsumer hands connection events to the webhook.
+JobsConsumer runs jobs (bulk broadcasts, webhook deliveries); EventsConsumer turns each
+batch of connection events into a webhook delivery job.
 """
 
 import asyncio
@@ -11,6 +12,7 @@ from django.conf import settings
 
 from service import metrics
 from service.storage.clients import redis_async
+from service.storage.jobs import webhook_job_create
 from service.worker import jobs, webhook
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,9 @@ class EventsConsumer(AsyncConsumer):
         if not settings.GROUPCAST_WEBHOOK_URL:
             return
         try:
-            await asyncio.to_thread(webhook.webhook_deliver, batch)
-            metrics.EVENTS.labels("delivered").inc(len(batch))
+            # Recorded before it is attempted: from here on a dying worker loses nothing,
+            # and the delivery runs (and is retried) like every job.
+            await webhook_job_create(redis_async(), body=webhook.webhook_body(batch), events=len(batch))
         except Exception as error:
             metrics.EVENTS.labels("webhook_failed").inc(len(batch))
-            log.warning("webhook delivery of %d events failed: %s", len(batch), error)
+            log.warning("could not record a webhook delivery of %d events: %s", len(batch), error)

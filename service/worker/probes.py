@@ -1,53 +1,94 @@
-"""/healthz, /readyz and /metrics of a worker: runworker serves nothing itself, so a
-threaded HTTP server on GROUPCAST_METRICS_PORT answers them."""
+"""/healthz, /readyz and /metrics of a worker, on GROUPCAST_METRICS_PORT.
 
+runworker serves nothing itself, so a ProbeServer (probe_server.py: one loop on a thread
+of its own, with a deadline per request, a request size limit and a bound on open
+connections) answers these routes.
+"""
+
+import asyncio
+import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from django.conf import settings
+from redis import RedisError
 
 from service import metrics
-from service.storage.clients import redis_reachable
+from service.storage.clients import redis_async
+from service.worker.probe_server import JSON, ProbeServer, error_body
 
 log = logging.getLogger(__name__)
 
-# Every JSON body ends with a newline (so `curl` output does not run into the prompt).
-NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}\n'
+NOT_FOUND = error_body("not_found", "not found")
 
-# Set once the worker serves its channels (and handles SIGTERM): ready only from then.
-serving = threading.Event()
+# The worker's state as /readyz reports it: ready only while "serving".
+_lifecycle = "starting"
 
 
-class _WorkerProbe(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/metrics":
-            body, kind = metrics.exposition()
-            self._reply(200, body, kind)
-        elif self.path == "/healthz":
-            self._reply(200, b'{"status":"ok"}\n', "application/json")
-        elif self.path == "/readyz":
-            if not serving.is_set():
-                self._reply(503, b'{"status":"unready","reason":"starting"}\n', "application/json")
-            elif not redis_reachable("worker"):
-                self._reply(503, b'{"status":"unready","reason":"redis unreachable"}\n', "application/json")
-            else:
-                self._reply(200, b'{"status":"ready"}\n', "application/json")
-        else:
-            self._reply(404, NOT_FOUND, "application/json")
+def mark(state):
+    """Record the worker's state: "starting", "serving" or "stopping"."""
+    global _lifecycle
+    _lifecycle = state
 
-    def _reply(self, status, body, kind):
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-    def log_message(self, format, *args):
-        pass  # probes every few seconds would drown the log
+class _Readiness:
+    """Whether Redis answers, asked once for however many /readyz arrive together, so a
+    burst of probes is one PING and not one each."""
+
+    def __init__(self):
+        self._asking = None
+
+    async def redis_up(self):
+        asking = self._asking
+        if asking is None or asking.done() or asking.get_loop() is not asyncio.get_running_loop():
+            self._asking = asyncio.ensure_future(self._ping())
+        return await asyncio.shield(self._asking)
+
+    @staticmethod
+    async def _ping():
+        # Within the readiness probe's own timeout (3 s in the chart), and the request's.
+        bound = min(2.0, settings.GROUPCAST_METRICS_TIMEOUT / 2)
+        try:
+            async with asyncio.timeout(bound):
+                await redis_async().ping()
+        except (RedisError, OSError, TimeoutError):
+            metrics.redis_failed("worker")
+            return False
+        metrics.redis_ok("worker")
+        return True
+
+
+_readiness = _Readiness()
+
+
+async def route(method, path):
+    """(status, body, content type, headers) for one probe request."""
+    if method not in ("GET", "HEAD"):
+        return 405, error_body("method_not_allowed", "use GET"), JSON, {"Allow": "GET, HEAD"}
+    if path == "/healthz":
+        return 200, b'{"status":"ok"}\n', JSON, {}
+    if path == "/readyz":
+        if _lifecycle != "serving":
+            return _unready(_lifecycle)
+        if not await _readiness.redis_up():
+            return _unready("redis unreachable")
+        return 200, b'{"status":"ready"}\n', JSON, {}
+    if path == "/metrics":
+        body, kind = metrics.exposition()
+        return 200, body, kind, {}
+    return 404, NOT_FOUND, JSON, {}
+
+
+def _unready(reason):
+    return 503, json.dumps({"status": "unready", "reason": reason}).encode() + b"\n", JSON, {}
 
 
 def worker_probe_serve(port, host="0.0.0.0"):
-    server = ThreadingHTTPServer((host, port), _WorkerProbe)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="probe", daemon=True).start()
-    log.info("worker metrics on %s:%d", host, port)
+    """Start answering the probes; returns the running ProbeServer."""
+    server = ProbeServer(
+        route,
+        max_connections=settings.GROUPCAST_METRICS_MAX_CONNECTIONS,
+        timeout=settings.GROUPCAST_METRICS_TIMEOUT,
+        max_request_bytes=settings.GROUPCAST_METRICS_MAX_REQUEST_BYTES,
+    ).start(host, port)
+    log.info("worker metrics on %s:%d", host, server.port)
     return server

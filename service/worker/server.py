@@ -29,11 +29,11 @@ class GroupcastWorker(GatedWorker):
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        probes.serving.set()
+        probes.mark("serving")
         serving = asyncio.ensure_future(super().arun())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
-        probes.serving.clear()
+        probes.mark("stopping")
         if serving.done():
             stopping.cancel()
             serving.result()  # a crash: let it show

@@ -69,5 +69,5 @@ def test_production_overlay_replaces_the_placeholder_secrets(kustomize_build):
 def test_production_secrets_are_never_committed():
     ignore = (ROOT / "k8s" / "overlays" / "production" / ".gitignore").read_text().split()
     assert "secrets.env" in ignore
-    for name in ("DJANGO_SECRET_KEY", "GROUPCAST_API_KEYS", "GROUPCAST_JWT_SECRET"):
+    for name in ("DJANGO_SECRET_KEY", "GROUPCAST_API_KEYS", "GROUPCAST_JWT_SECRET", "GROUPCAST_WEBHOOK_SECRET"):
         assert f"{name}=\n" in (ROOT / "k8s" / "overlays" / "production" / "secrets.env.example").read_text()

@@ -240,7 +240,30 @@ def test_defaults(render):
         assert env_of(container)["REDIS_URL"]["value"] == "redis://groupcast-redis:6379/0"
         assert container["image"] == "groupcast:0.1.0"
     secret = one(docs, "Secret", "groupcast")
-    assert set(secret["data"]) == {"GROUPCAST_API_KEYS", "GROUPCAST_JWT_SECRET", "DJANGO_SECRET_KEY"}
+    assert set(secret["data"]) == {"GROUPCAST_API_KEYS", "GROUPCAST_JWT_SECRET", "DJANGO_SECRET_KEY", "GROUPCAST_WEBHOOK_SECRET"}
+
+
+def test_the_generated_webhook_secret_is_one_the_service_takes(render):
+    from service.environment import Environment
+
+    secret = one(render(), "Secret", "groupcast")
+    value = base64.b64decode(secret["data"]["GROUPCAST_WEBHOOK_SECRET"]).decode()
+    environment = Environment({"GROUPCAST_WEBHOOK_SECRET": value})
+    [key] = environment.keys("GROUPCAST_WEBHOOK_SECRET", prefix="whsec_", min_bytes=24, max_bytes=64)
+    assert value.startswith("whsec_") and len(key) == 32 and not environment.problems
+
+
+def test_webhook_and_subscribe_proxy_settings_reach_the_configmap(render):
+    docs = render({"config": {
+        "webhookUrl": "https://app.example.com/hooks/groupcast",
+        "subscribeProxyUrl": "http://app.app.svc:8000/groupcast/subscribe",
+        "subscribeProxyTimeout": 0.5,
+        "subscribeProxyConcurrency": 100,
+    }})
+    data = one(docs, "ConfigMap", "groupcast")["data"]
+    assert data["GROUPCAST_WEBHOOK_URL"] == "https://app.example.com/hooks/groupcast"
+    assert data["GROUPCAST_SUBSCRIBE_PROXY_URL"] == "http://app.app.svc:8000/groupcast/subscribe"
+    assert (data["GROUPCAST_SUBSCRIBE_PROXY_TIMEOUT"], data["GROUPCAST_SUBSCRIBE_PROXY_CONCURRENCY"]) == ("0.5", "100")
 
 
 def test_helm_test_pod_runs_the_roundtrip(render):

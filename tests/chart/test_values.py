@@ -40,6 +40,9 @@ SCHEMA_ERROR = "values don't meet the specifications of the schema"
         ({"worker": {"keda": {"threshold": 5}}}, "additional properties 'threshold' not allowed"),
         ({"httpRoute": {"parentRefs": [{"namespace": "gw"}]}}, "missing property 'name'"),
         ({"httpRoute": {"hostnames": ["Groupcast.Example.com"]}}, "hostnames"),
+        ({"config": {"subscribeProxyUrl": "app:8000/subscribe"}}, "subscribeProxyUrl"),
+        ({"config": {"subscribeProxyTimeout": 60}}, "subscribeProxyTimeout"),
+        ({"config": {"subscribeProxyConcurrency": 0}}, "minimum: got 0"),
     ],
 )
 def test_bad_values_fail_with_a_schema_error(render, values, message):
@@ -78,6 +81,8 @@ def test_bad_values_fail_with_a_schema_error(render, values, message):
          ("--api-versions", "keda.sh/v1alpha1/ScaledObject"), "enable one"),
         ({"worker": {"keda": {"enabled": True, "serverAddress": "http://p:9090", "minReplicas": 5, "maxReplicas": 2}}},
          ("--api-versions", "keda.sh/v1alpha1/ScaledObject"), "worker.keda.minReplicas must not exceed"),
+        ({"secrets": {"webhookSecret": "whsec_dG9vc2hvcnQ="}}, (), "secrets.webhookSecret"),
+        ({"secrets": {"webhookSecret": "not a whsec secret at all, not even base64"}}, (), "secrets.webhookSecret"),
     ],
 )
 def test_inconsistent_values_fail_with_a_clear_message(render, values, extra, message):

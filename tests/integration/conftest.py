@@ -8,6 +8,8 @@ STACK_ENV = {
     "GROUPCAST_JOB_LEASE_SECONDS": "3",
     "GROUPCAST_SEND_QUEUE_BYTES": "65536",
     "GROUPCAST_DRAIN_SECONDS": "1",
+    # tests place clients on chosen processes; test_rebalance.py turns it on
+    "GROUPCAST_REBALANCE": "false",
 }
 
 

@@ -20,7 +20,7 @@ CLIENTS = 40
 
 @pytest.fixture(scope="module")
 def stack():
-    env = {**STACK_ENV, "GROUPCAST_REBALANCE_RATE": "50"}
+    env = {**STACK_ENV, "GROUPCAST_REBALANCE": "true", "GROUPCAST_REBALANCE_RATE": "50"}
     yield from running(Stack(socket_ports=[free_port(), free_port()], worker_ports=[free_port()], env=env))
 
 

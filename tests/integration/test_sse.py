@@ -227,3 +227,37 @@ async def test_a_browser_eventsource_receives_and_resumes(stack):
         await page.wait_for_function(f"window.got.includes({json.dumps(missed)})", timeout=20000)
         assert await page.evaluate("window.got") == [first, missed]
         await browser.close()
+
+
+async def test_the_js_client_falls_back_to_sse_and_resumes_across_the_switch(stack):
+    tok = token(stack, ["switch"])
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(stack.http_url + "/")  # loads /static/groupcast.js
+        await page.evaluate("""([url, token]) => {
+            window.got = [];
+            window.client = new GroupcastClient(url, { token });
+            window.client.subscribe("switch", (data, message) => window.got.push(message.offset));
+        }""", [stack.ws_url(0), tok])
+        await page.wait_for_function("window.client.offset('switch') !== null", timeout=10000)
+        first = publish(stack, "switch", "over the WebSocket")
+        await page.wait_for_function(f"window.got.includes({json.dumps(first)})", timeout=10000)
+        # from now on no WebSocket opens (a proxy that blocks them); the open one drops
+        await page.evaluate("""() => {
+            window.WebSocket = class {
+                static OPEN = 1;
+                constructor() { this.readyState = 3; setTimeout(() => this.onclose && this.onclose({ code: 1006, reason: "" }), 10); }
+                send() {}
+                close() {}
+            };
+            window.client.socket.close();
+        }""")
+        missed = publish(stack, "switch", "while switching")
+        await page.wait_for_function("window.client.transport === 'sse'", timeout=20000)
+        await page.wait_for_function(f"window.got.includes({json.dumps(missed)})", timeout=20000)
+        after = publish(stack, "switch", "over SSE")
+        await page.wait_for_function(f"window.got.includes({json.dumps(after)})", timeout=10000)
+        assert await page.evaluate("window.got") == [first, missed, after]
+        await page.evaluate("window.client.close()")
+        await browser.close()
