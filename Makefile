@@ -10,13 +10,16 @@ PYTHON := .venv/bin/python
 export UV_SYSTEM_CERTS := 1
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help run test test-fast chart-test image e2e bench soak fuzz audit metrics-picture deps system-deps clean
+.PHONY: help run manage test test-fast chart-test image push e2e bench soak fuzz audit metrics-picture deps system-deps clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
 run: deps system-deps  ## start Redis, http :8000, socket :8001, worker (:9102) and the demo page
 	$(PYTHON) -m devstack
+
+manage: deps  ## a management command, e.g. make manage ARGS="groupcast_token user-1 news" (against make run's stack)
+	$(PYTHON) -m devstack.manage $(ARGS)
 
 test: deps system-deps  ## the whole test suite (unit, integration, browser, chart)
 	$(PYTHON) -m pytest
@@ -27,8 +30,11 @@ test-fast: deps system-deps  ## the tests that need no extra processes or browse
 chart-test: deps  ## helm lint/template over the values matrix, schema and manifest validation
 	$(PYTHON) -m pytest tests/chart
 
-image:  ## build the container image with podman (offline-capable)
-	hack/image.sh
+image:  ## build the container image: podman (offline, Debian base) or docker, whichever is present
+	hack/container.sh build
+
+push:  ## build and push the image: make push IMAGE=<registry>/groupcast:<tag>
+	hack/container.sh push "$(IMAGE)"
 
 e2e:  ## end-to-end on a real kind cluster (builds its pinned tool chain first)
 	e2e/run.sh

@@ -5,13 +5,20 @@
 #   http-front  nginx in front of it, in the same pod: the http role's port (8000)
 #   socket      Daphne (ASGI) with graceful drain: /ws and /metrics on GROUPCAST_SOCKET_PORT
 #   worker      runworker on the fixed channels; /metrics on GROUPCAST_METRICS_PORT
-#   other       passed to `python -m django` (e.g. `groupcast_check --roundtrip ...`, `shell`)
+#   other       a management command, `python -m service.manage` (e.g. `groupcast_token user-1
+#               news`, `groupcast_check --roundtrip ...`); `--help` lists them, needing no settings
 # Every branch execs, so the server is PID 1 and receives SIGTERM itself (http-front's
 # Python parent passes it on to nginx as SIGQUIT, nginx's graceful stop).
 set -eu
 
 role=${1:-http}
 [ "$#" -gt 0 ] && shift
+# Every log line says which role wrote it (service/logs.py); management commands are "manage".
+case "$role" in
+  http|http-front|socket|worker) GROUPCAST_ROLE=$role ;;
+  *) GROUPCAST_ROLE=manage ;;
+esac
+export GROUPCAST_ROLE
 
 case "$role" in
   http)
@@ -39,8 +46,13 @@ case "$role" in
     # groupcast's runworker handles SIGTERM itself: it hands running jobs back and exits 0.
     exec python -m django runworker "$@" groupcast.jobs groupcast.events
     ;;
+  help|-h|--help)
+    sed -n '2,10s/^# \{0,1\}//p' "$0"
+    echo
+    exec python -m service.manage help
+    ;;
   *)
     unset PROMETHEUS_MULTIPROC_DIR
-    exec python -m django "$role" "$@"
+    exec python -m service.manage "$role" "$@"
     ;;
 esac

@@ -21,6 +21,43 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 30.0
+# How long stop() gives every process, together, to exit on SIGTERM before killing what is
+# left (a socket process drains for GROUPCAST_DRAIN_SECONDS, gunicorn for its graceful
+# timeout; with no clients both are quick).
+STOP_TIMEOUT = 20.0
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says why and what to do, no traceback needed."""
+
+
+def port_taken(port):
+    """True if something listens on 127.0.0.1:`port` (connections of a stopped server left in
+    TIME_WAIT do not count: the servers bind with SO_REUSEADDR too)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def redis_problem(url, timeout=3.0):
+    """None if the Redis at `url` answers PING within `timeout`, else what went wrong."""
+    import redis
+
+    if url.startswith("redis+sentinel://"):
+        return None  # the service resolves Sentinel itself; its /readyz says if it cannot
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as error:
+        return str(error) or type(error).__name__
+    return None
 
 
 def free_port():
@@ -45,6 +82,17 @@ def http_status(url):
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+    except OSError:
+        return None
+
+
+def http_body(url):
+    """The body of a GET, whatever its status, or None without an answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode(errors="replace").strip()
+    except urllib.error.HTTPError as error:
+        return error.read().decode(errors="replace").strip()
     except OSError:
         return None
 
@@ -92,6 +140,9 @@ class Redis:
              "--appendonly", "yes", "--appendfsync", self.fsync,
              "--dir", str(self.directory), "--protected-mode", "no"],
             stdout=open(self.directory / "redis.log", "ab"), stderr=subprocess.STDOUT,
+            # its own session: a signal to the runner's process group reaches the runner,
+            # which stops the roles first and Redis last
+            start_new_session=True,
         )
         wait_until(self._answers, 10, f"redis-server on port {self.port}")
 
@@ -118,6 +169,10 @@ class Stack:
     `http_port`, gunicorn behind it on `gunicorn_port`. The front's log is always a file,
     `front.log` in the work directory (one JSON line per request).
     """
+
+    # what each port of a `make run` stack is set by, for messages
+    PORT_VARIABLES = {"http": "GROUPCAST_HTTP_PORT", "socket": "GROUPCAST_SOCKET_PORT",
+                      "worker": "GROUPCAST_METRICS_PORT"}
 
     def __init__(self, *, http_port=None, socket_ports=None, worker_ports=None,
                  redis_url=None, env=None, workdir=None, quiet=True):
@@ -164,9 +219,29 @@ class Stack:
         env.update(overrides)
         return env
 
+    def check_ports(self):
+        """StackError naming each port already in use, and the variable that moves it."""
+        wanted = [("http", self.http_port)] + [("socket", p) for p in self.socket_ports] \
+            + [("worker", p) for p in self.worker_ports]
+        taken = [(role, port) for role, port in wanted if port_taken(port)]
+        if taken:
+            listing = ", ".join(f"{port} ({role}; set {self.PORT_VARIABLES[role]} to move it)"
+                                for role, port in taken)
+            raise StackError(f"port {listing} already in use on 127.0.0.1: stop what holds it "
+                             f"(`ss -ltnp 'sport = :{taken[0][1]}'` shows what), or choose another")
+
+    def check_redis(self):
+        problem = redis_problem(self._redis_url)
+        if problem:
+            raise StackError(f"REDIS_URL={self._redis_url} does not answer ({problem}): start that "
+                             "Redis, or unset REDIS_URL and a private redis-server is started")
+
     def start(self):
+        self.check_ports()
         if self.redis is not None:
             self.redis.start()
+        else:
+            self.check_redis()
         self.env["REDIS_URL"] = self.redis_url
         self.start_http()
         self.start_front()
@@ -178,7 +253,9 @@ class Stack:
         return self
 
     def _spawn(self, name, args, extra_env=None, to_file=False):
-        env = dict(self.env, **(extra_env or {}))
+        # as docker-entrypoint.sh sets it: every log line says which role wrote it
+        role = {"http": "http", "front": "http-front"}.get(name, name.rstrip("0123456789"))
+        env = dict(self.env, GROUPCAST_ROLE=role, **(extra_env or {}))
         if self.quiet or to_file:
             output = open(self.workdir / f"{name}.log", "ab")
         else:
@@ -228,9 +305,20 @@ class Stack:
         def ready():
             for name, process in self.processes.items():
                 if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+                    raise StackError(f"{name} exited with {process.returncode}: {self._output_of(name)}")
             return http_status(url) == 200
-        wait_until(ready, timeout, url)
+        try:
+            wait_until(ready, timeout, url)
+        except TimeoutError:
+            # say why it is not ready (each role's /readyz names the reason), not only that
+            raise StackError(f"{url} not ready after {timeout:.0f} s: {http_body(url) or 'no answer'}") from None
+
+    def _output_of(self, name):
+        path = self.workdir / f"{name}.log"
+        if self.quiet or name == "front":
+            tail = self.log(name).strip()
+            return f"{path}:\n{tail}" if tail else f"nothing in {path}"
+        return "its output is above"
 
     def signal(self, name, sig):
         self.processes[name].send_signal(sig)
@@ -243,14 +331,23 @@ class Stack:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def stop(self):
+        """SIGTERM to every role, then whatever is left of each (its whole process group:
+        gunicorn's workers, nginx's) killed after STOP_TIMEOUT; Redis last."""
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
         for process in self.processes.values():
             try:
-                process.wait(15)
+                process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                pass
+        for process in self.processes.values():
+            # each role leads its own session: its group holds its children too
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
         if self.redis is not None:
             self.redis.stop()

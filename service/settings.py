@@ -6,6 +6,7 @@ naming the variable (see README, "Configuration").
 
 from service.environment import Environment
 from service.front.config import MAX_BODY_BYTES
+from service.logs import logging_config
 
 env = Environment()
 
@@ -130,6 +131,9 @@ GROUPCAST_WS_URL = env.url("GROUPCAST_WS_URL", default="", schemes=("ws", "wss")
 LOG_LEVEL = env.str(
     "GROUPCAST_LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
 )
+# text for a terminal (the local default); json, one object per line with role, pod and
+# request/connection ids, for a log pipeline (the chart's default). See service/logs.py.
+LOG_FORMAT = env.str("GROUPCAST_LOG_FORMAT", default="text", choices=("text", "json"))
 env.check()
 
 DEBUG = False
@@ -139,6 +143,10 @@ INSTALLED_APPS = [
     "channels",
 ]
 MIDDLEWARE = [
+    # outermost: every answer, errors included, carries the request's id and ends its JSON
+    # with a newline
+    "service.logs.RequestIdMiddleware",
+    "service.logs.JsonNewlineMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "service.api.errors.JsonErrorMiddleware",
 ]
@@ -168,11 +176,4 @@ CHANNEL_LAYERS = {
     }
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL, {"django.channels.server": {"level": "WARNING"}})

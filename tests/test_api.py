@@ -286,3 +286,14 @@ def test_a_full_job_queue_is_503_with_retry_after_and_records_nothing(api, setti
     assert response["Retry-After"] == "10"
     assert job_refusals("queue_full") == before + 1
     assert len(sync_redis.keys(keys.job("*"))) == 2
+
+
+def test_json_answers_end_with_a_newline_and_carry_a_request_id():
+    client = Client()
+    for path in ("/healthz", "/readyz", "/api/v1/openapi.json", "/api/v1/publish", "/no/such/page"):
+        response = client.get(path)
+        assert response["Content-Type"].startswith("application/json"), path
+        assert response.content.endswith(b"\n") and not response.content.endswith(b"\n\n"), path
+        assert len(response["X-Request-ID"]) == 32, path
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="trace-1.a:b")["X-Request-ID"] == "trace-1.a:b"
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="x" * 129)["X-Request-ID"] != "x" * 129

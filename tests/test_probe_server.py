@@ -86,7 +86,7 @@ def test_the_routes(serve, lifecycle):
     status, response, body = get(server, "/readyz")
     assert (status, json.loads(body)) == (503, {"status": "unready", "reason": "starting"})
     lifecycle("serving")
-    assert get(server, "/readyz?verbose=1")[2] == b'{"status":"ready"}'
+    assert get(server, "/readyz?verbose=1")[2] == b'{"status":"ready"}\n'  # JSON bodies end with a newline
     lifecycle("stopping")
     assert json.loads(get(server, "/readyz")[2])["reason"] == "stopping"
     status, response, body = get(server, "/metrics")
@@ -98,7 +98,7 @@ def test_the_routes(serve, lifecycle):
     status, response, _ = get(server, "/healthz", method="POST")
     assert status == 405 and response.getheader("Allow") == "GET, HEAD"
     status, response, body = get(server, "/healthz", method="HEAD")
-    assert status == 200 and body == b"" and response.getheader("Content-Length") == "15"
+    assert status == 200 and body == b"" and response.getheader("Content-Length") == "16"
     assert response.getheader("Connection") == "close"
 
 

@@ -12,6 +12,8 @@ import os
 
 from prometheus_client import multiprocess
 
+from service.environment import Environment
+from service.logs import logging_config
 from service.upstream import gunicorn as gunicorn_upstream
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
@@ -34,6 +36,22 @@ limit_request_field_size = 2 * 65536
 
 # gunicorn's own refusals (a control character in a header, say) in the API's error shape.
 gunicorn_upstream.json_errors()
+
+# gunicorn's own log lines (boot, workers, timeouts) in the service's format: with
+# GROUPCAST_LOG_FORMAT=json, JSON lines with role and pod like every other line of the pod.
+# Checked here too, because gunicorn logs before Django reads its settings.
+_env = Environment()
+_log_format = _env.str("GROUPCAST_LOG_FORMAT", default="text", choices=("text", "json"))
+_log_level = _env.str("GROUPCAST_LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+_env.check()
+if _log_format == "json":
+    logconfig_dict = logging_config(_log_format, _log_level, {
+        "gunicorn.error": {"handlers": ["console"], "level": _log_level, "propagate": False},
+        # A logging configuration turns gunicorn's access log on; the front logs every
+        # request already, so only GUNICORN_ACCESS_LOG asks for these.
+        "gunicorn.access": {"handlers": ["console"], "level": "INFO" if accesslog else "CRITICAL",
+                            "propagate": False},
+    })
 
 
 def child_exit(server, worker):

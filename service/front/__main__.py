@@ -4,12 +4,14 @@ environment; `--check` only renders the configuration and tests it with `nginx -
 An invalid setting stops start-up naming the variable, as in every role."""
 
 import argparse
+import os
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
 
 from service.front import runner
 from service.front.config import front_config
+from service.logs import json_line
 
 
 def main():
@@ -24,11 +26,19 @@ def main():
             return 0 if ok else 1
         return runner.run(config)
     except ImproperlyConfigured as error:
-        print(f"groupcast front: {error}", file=sys.stderr)
+        report_failure(f"groupcast front: {error}")
         return 2
     except RuntimeError as error:  # no nginx
-        print(f"groupcast front: {error}", file=sys.stderr)
+        report_failure(f"groupcast front: {error}")
         return 1
+
+
+def report_failure(message):
+    """A start-up failure, as a JSON line where the logs are JSON (checked without the
+    settings, which are what failed)."""
+    if os.environ.get("GROUPCAST_LOG_FORMAT", "").strip() == "json":
+        message = json_line("ERROR", "service.front", message)
+    print(message, file=sys.stderr)
 
 
 sys.exit(main())

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.environment import Environment
+from service.logs import POD
 
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -26,6 +27,11 @@ class FrontConfig:
     body_timeout: int
     keepalive_timeout: int
     max_connections: int
+    # nginx's error lines as JSON lines like the other roles' (service/front/runner.py)
+    log_format: str = "text"
+    # the pod's name in the access log, as the other roles' lines have it (service/logs.py);
+    # nginx's $hostname where it is not a plain name
+    pod: str = "$hostname"
 
 
 def front_config(environ=None):
@@ -42,6 +48,8 @@ def front_config(environ=None):
         body_timeout=env.int("GROUPCAST_HTTP_BODY_TIMEOUT", default=5, minimum=1, maximum=300),
         keepalive_timeout=env.int("GROUPCAST_HTTP_KEEPALIVE_TIMEOUT", default=15, minimum=0, maximum=3600),
         max_connections=env.int("GROUPCAST_HTTP_MAX_CONNECTIONS", default=1024, minimum=16, maximum=65536),
+        log_format=env.str("GROUPCAST_LOG_FORMAT", default="text", choices=("text", "json")),
+        pod=POD if re.fullmatch(r"[A-Za-z0-9._-]{1,253}", POD) else "$hostname",
     )
     env.check()
     return config

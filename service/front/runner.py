@@ -1,14 +1,18 @@
 """Running nginx with the rendered configuration, as the front's process."""
 
+import re
 import resource
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 from service.front.config import render
+from service.logs import json_line
 
 # Directories nginx writes to (its temp paths in nginx.conf), created before it starts.
 WRITABLE = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -66,6 +70,30 @@ def check(config):
     return done.returncode == 0, done.stderr
 
 
+# nginx's error log line: "2026/11/29 10:00:00 [error] 12#12: *3 connect() failed ..."
+NGINX_ERROR = re.compile(r"^(\d{4})/(\d\d)/(\d\d) (\d\d:\d\d:\d\d) \[(\w+)\] (.*)$")
+NGINX_LEVELS = {"debug": "DEBUG", "info": "INFO", "notice": "INFO", "warn": "WARNING",
+                "error": "ERROR", "crit": "CRITICAL", "alert": "CRITICAL", "emerg": "CRITICAL"}
+
+
+def nginx_error_as_json(line):
+    """One line of nginx's error log as a JSON line (nginx can only write it as text)."""
+    found = NGINX_ERROR.match(line)
+    if not found:
+        return json_line("INFO", "nginx", line)
+    year, month, day, clock, level, message = found.groups()
+    # nginx writes local time; in a container that is UTC
+    return json_line(NGINX_LEVELS.get(level, "INFO"), "nginx", message,
+                     time=f"{year}-{month}-{day}T{clock}Z")
+
+
+def _relay_as_json(stream):
+    for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if line:
+            print(nginx_error_as_json(line), file=sys.stderr, flush=True)
+
+
 def run(config):
     """Run nginx until it exits, passing signals on (FORWARDED); return its exit status."""
     path = prepare(config)
@@ -80,8 +108,15 @@ def run(config):
     nginx = None
     for signum in FORWARDED:
         signal.signal(signum, forward)
-    nginx = subprocess.Popen(command(path))
+    as_json = config.log_format == "json"
+    nginx = subprocess.Popen(command(path), stderr=subprocess.PIPE if as_json else None)
+    relay = None
+    if as_json:
+        relay = threading.Thread(target=_relay_as_json, args=(nginx.stderr,), name="nginx-log", daemon=True)
+        relay.start()
     if received:  # a stop that came while nginx was starting
         nginx.send_signal(FORWARDED[received[-1]])
     status = nginx.wait()
+    if relay is not None:
+        relay.join(5)  # nginx's last lines (its shutdown) are written before we exit
     return 128 - status if status < 0 else status

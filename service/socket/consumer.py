@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from redis import RedisError
 
-from service import metrics
+from service import logs, metrics
 from service.socket import events, subscribe_proxy
 from service.socket.hub import current_hub
 from service.socket.frames import (
@@ -39,6 +39,8 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
     hub = None
 
     async def __call__(self, scope, receive, send):
+        # Every log line of this connection (its task and what it awaits) carries its id.
+        logs.connection_id.set(logs.new_connection_id())
         try:
             await super().__call__(scope, receive, send)
         finally:

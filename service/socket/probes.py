@@ -6,13 +6,14 @@ import json
 from service import metrics
 from service.socket.hub import current_hub
 
-NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}'
+# Every JSON body ends with a newline (so `curl` output does not run into the prompt).
+NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}\n'
 
 
 async def probes_app(scope, receive, send):
     path = scope["path"]
     if path == "/healthz":
-        status, body, kind = 200, b'{"status":"ok"}', b"application/json"
+        status, body, kind = 200, b'{"status":"ok"}\n', b"application/json"
     elif path == "/readyz":
         hub = current_hub()
         if hub.draining:
@@ -21,7 +22,7 @@ async def probes_app(scope, receive, send):
             status, body = 503, {"status": "unready", "reason": "redis unreachable"}
         else:
             status, body = 200, {"status": "ready"}
-        body, kind = json.dumps(body).encode(), b"application/json"
+        body, kind = json.dumps(body).encode() + b"\n", b"application/json"
     elif path == "/metrics":
         current_hub()  # so the socket gauges exist before any client
         text, content_type = metrics.exposition()

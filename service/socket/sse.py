@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 
-from service import metrics
+from service import logs, metrics
 from service.groups import GROUP_RULE, is_group_name, parse_offset
 from service.socket.handshakes import streaming
 from service.socket.hub import current_hub
@@ -58,6 +58,8 @@ def cursor_decode(cursor):
 
 async def sse_app(scope, receive, send):
     """GET /sse (and its CORS preflight)."""
+    # Every log line of this stream carries its id (see service/logs.py).
+    logs.connection_id.set(logs.new_connection_id())
     headers = dict(scope.get("headers", []))
     origin = headers.get(b"origin")
     try:

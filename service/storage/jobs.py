@@ -312,7 +312,10 @@ class Lease:
         return await self._record("release", 0, published=published)
 
     async def done(self, result):
-        await self._record("done", self.keep, result=json.dumps(result), error="")
+        # The top-level count too: GET /jobs/<id> shows it beside `result`, and a finished
+        # job must not read "published": 0.
+        await self._record("done", self.keep, result=json.dumps(result), error="",
+                           published=result.get("published", 0))
 
     async def fail(self, error, **fields):
         """End the job as failed, with no further attempt (trying again cannot help)."""

@@ -28,7 +28,7 @@ def write_json_error(sock, status_int, reason, mesg):
     message = f"{reason}: {mesg}" if mesg else reason
     body = json.dumps(
         {"error": {"code": CODES.get(status_int, "bad_request"), "message": message[:MESSAGE_CHARACTERS]}}
-    ).encode()
+    ).encode() + b"\n"
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"

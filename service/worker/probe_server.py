@@ -42,7 +42,8 @@ JSON = "application/json"
 
 
 def error_body(code, message):
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+    # every JSON body ends with a newline (so `curl` output does not run into the prompt)
+    return json.dumps({"error": {"code": code, "message": message}}).encode() + b"\n"
 
 
 class ProbeServer:

@@ -65,13 +65,13 @@ async def route(method, path):
     if method not in ("GET", "HEAD"):
         return 405, error_body("method_not_allowed", "use GET"), JSON, {"Allow": "GET, HEAD"}
     if path == "/healthz":
-        return 200, b'{"status":"ok"}', JSON, {}
+        return 200, b'{"status":"ok"}\n', JSON, {}
     if path == "/readyz":
         if _lifecycle != "serving":
             return _unready(_lifecycle)
         if not await _readiness.redis_up():
             return _unready("redis unreachable")
-        return 200, b'{"status":"ready"}', JSON, {}
+        return 200, b'{"status":"ready"}\n', JSON, {}
     if path == "/metrics":
         body, kind = metrics.exposition()
         return 200, body, kind, {}
@@ -79,7 +79,7 @@ async def route(method, path):
 
 
 def _unready(reason):
-    return 503, json.dumps({"status": "unready", "reason": reason}).encode(), JSON, {}
+    return 503, json.dumps({"status": "unready", "reason": reason}).encode() + b"\n", JSON, {}
 
 
 def worker_probe_serve(port, host="0.0.0.0"):

@@ -32,17 +32,34 @@ class RenderError(Exception):
 kv_utils.schema_contents = functools.lru_cache(maxsize=None)(kv_utils.schema_contents)
 
 
+# Custom resources the chart may render: Kubernetes' OpenAPI does not cover them, so each
+# apiVersion has a vendored subset of its CRD's schema (schemas/<apiVersion>.json).
+CRD_SCHEMAS = {
+    "monitoring.coreos.com/v1": "monitoring.coreos.com-v1.json",
+    "keda.sh/v1alpha1": "keda.sh-v1alpha1.json",
+    "gateway.networking.k8s.io/v1": "gateway.networking.k8s.io-v1.json",
+}
+# `helm template` flags declaring those APIs, as a cluster with the operators installed would.
+CRD_APIS = (
+    "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+    "--api-versions", "monitoring.coreos.com/v1/PodMonitor",
+    "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+    "--api-versions", "keda.sh/v1alpha1/ScaledObject",
+    "--api-versions", "gateway.networking.k8s.io/v1/HTTPRoute",
+)
+
+
 @functools.lru_cache(maxsize=None)
-def _crd_validator():
-    schema = json.loads((SCHEMAS / "monitoring.coreos.com-v1.json").read_text())
+def _crd_validator(api_version):
+    schema = json.loads((SCHEMAS / CRD_SCHEMAS[api_version]).read_text())
     return jsonschema.Draft7Validator(schema)
 
 
 def validate_manifest(doc):
-    """Strict schema validation: Kubernetes 1.32 OpenAPI, or the prometheus-operator CRD subset."""
+    """Strict schema validation: Kubernetes 1.32 OpenAPI, or the CRD's vendored subset."""
     where = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
-    if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-        errors = sorted(_crd_validator().iter_errors(doc), key=str)
+    if doc["apiVersion"] in CRD_SCHEMAS:
+        errors = sorted(_crd_validator(doc["apiVersion"]).iter_errors(doc), key=str)
         assert not errors, f"{where}: {errors[0].message}"
         return
     try:

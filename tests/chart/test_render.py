@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .manifests import ROOT, TEST_SECRETS, env_of, find, one, pod_specs, validate_manifest
+from .manifests import CRD_APIS, ROOT, TEST_SECRETS, env_of, find, one, pod_specs, validate_manifest
 
 CUSTOM_METRICS = ("--api-versions", "custom.metrics.k8s.io/v1beta1")
 
@@ -51,8 +51,30 @@ MATRIX = {
                 "dashboard": {"enabled": True},
             }
         },
-        (),
+        CRD_APIS,
     ),
+    "gateway": (
+        {
+            "httpRoute": {
+                "enabled": True,
+                "parentRefs": [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}],
+                "hostnames": ["groupcast.example.com"],
+                "labels": {"gateway": "public"},
+                "annotations": {"example.com/owner": "realtime"},
+            },
+            "config": {"allowedOrigins": ["https://groupcast.example.com"]},
+        },
+        CRD_APIS,
+    ),
+    "keda": (
+        {
+            "worker": {"keda": {"enabled": True, "serverAddress": "http://prometheus-operated.monitoring:9090",
+                                "jobsPerWorker": 25, "maxReplicas": 8}},
+            "monitoring": {"serviceMonitor": {"enabled": True}},
+        },
+        CRD_APIS,
+    ),
+    "kubernetes-1.29": ({}, ("--kube-version", "1.29.0")),
     "existing-secrets": ({"secrets": {"existingSecret": "groupcast-secrets"}}, ()),
     "network-policy": ({"networkPolicy": {"enabled": True}}, ()),
     "fixed-secrets-and-overrides": (
@@ -172,9 +194,33 @@ def test_socket_pods_outlast_their_drain(case):
     spec = one(docs, "Deployment", "groupcast-socket")["spec"]["template"]["spec"]
     container = spec["containers"][0]
     drain = float(env_of(container)["GROUPCAST_DRAIN_SECONDS"]["value"])
-    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+    sleep = prestop_seconds(container)
     assert sleep > 0
     assert spec["terminationGracePeriodSeconds"] > sleep + drain + 5
+
+
+def prestop_seconds(container):
+    """The preStop wait: the sleep action (Kubernetes 1.30+) or `sleep N` before it."""
+    pre_stop = container["lifecycle"]["preStop"]
+    if "sleep" in pre_stop:
+        return pre_stop["sleep"]["seconds"]
+    assert pre_stop["exec"]["command"][0] == "sleep"
+    return int(pre_stop["exec"]["command"][1])
+
+
+def test_prestop_uses_the_sleep_action_where_the_cluster_has_it(render):
+    for version, native in (("1.29.0", False), ("1.30.0", True), ("1.34.0", True)):
+        docs = render({"worker": {"preStopSleepSeconds": 3}}, "--kube-version", version)
+        for role, seconds in (("http", 5), ("socket", 5), ("worker", 3)):
+            for container in one(docs, "Deployment", f"groupcast-{role}")["spec"]["template"]["spec"]["containers"]:
+                pre_stop = container["lifecycle"]["preStop"]
+                if native:
+                    assert pre_stop == {"sleep": {"seconds": seconds}}, (version, role)
+                else:
+                    assert pre_stop == {"exec": {"command": ["sleep", str(seconds)]}}, (version, role)
+    # 0 means no wait at all (the workers' default)
+    worker = one(render(), "Deployment", "groupcast-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert "lifecycle" not in worker
 
 
 def test_defaults(render):
@@ -308,6 +354,67 @@ def test_monitoring(render):
     dashboard = one(docs, "ConfigMap", "groupcast-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["groupcast.json"])["panels"]
+
+
+def test_httproute_routes_ws_and_sse_to_socket_and_the_rest_to_http(render):
+    values, extra = MATRIX["gateway"]
+    docs = render(values, *extra)
+    route = one(docs, "HTTPRoute", "groupcast")
+    assert route["metadata"]["labels"]["gateway"] == "public"
+    assert route["metadata"]["annotations"] == {"example.com/owner": "realtime"}
+    spec = route["spec"]
+    assert spec["parentRefs"] == [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}]
+    assert spec["hostnames"] == ["groupcast.example.com"]
+    routes = {
+        match["path"]["value"]: (match["path"]["type"], rule["backendRefs"])
+        for rule in spec["rules"] for match in rule["matches"]
+    }
+    socket = [{"name": "groupcast-socket", "port": 8001}]
+    assert routes == {"/ws": ("PathPrefix", socket), "/sse": ("PathPrefix", socket),
+                      "/": ("PathPrefix", [{"name": "groupcast-http", "port": 8000}])}
+    assert not find(docs, "Ingress")  # beside the Ingress, not instead: only what is enabled
+    both = render({**values, "ingress": {"enabled": True}}, *extra)
+    assert find(both, "Ingress") and find(both, "HTTPRoute")
+
+
+def test_keda_scales_the_workers_on_the_job_queue(render):
+    values, extra = MATRIX["keda"]
+    docs = render(values, *extra)
+    scaled = one(docs, "ScaledObject", "groupcast-worker")
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "groupcast-worker"}
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 8)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    metadata = trigger["metadata"]
+    assert metadata["serverAddress"] == "http://prometheus-operated.monitoring:9090"
+    assert metadata["threshold"] == "25"
+    # every worker reports the whole queue: the largest of this release's workers, by pod name
+    assert metadata["query"] == (
+        'max(groupcast_job_queue_depth{namespace="groupcast", pod=~"groupcast-worker-[a-z0-9]+-[a-z0-9]+"})'
+    )
+    assert re.fullmatch(r"groupcast-worker-[a-z0-9]+-[a-z0-9]+", "groupcast-worker-7d9f8b6c5-x2k4p")
+    # KEDA's HPA owns the worker count; the chart's CPU HPA is not made
+    assert "replicas" not in one(docs, "Deployment", "groupcast-worker")["spec"]
+    assert not find(docs, "HorizontalPodAutoscaler")
+    custom = render({"worker": {"keda": {**values["worker"]["keda"], "query": "sum(my_queue)"}}}, *extra)
+    assert one(custom, "ScaledObject", "groupcast-worker")["spec"]["triggers"][0]["metadata"]["query"] == "sum(my_queue)"
+
+
+def test_prometheus_adapter_rule_serves_the_socket_hpa_metric(render):
+    """docs/prometheus-adapter-values.yaml gives prometheus-adapter the per-pod metric the
+    socket HPA asks custom.metrics.k8s.io for."""
+    import yaml
+
+    adapter = yaml.safe_load((ROOT / "docs" / "prometheus-adapter-values.yaml").read_text())
+    (rule,) = adapter["rules"]["custom"]
+    values, extra = MATRIX["autoscaling"]
+    metrics = one(render(values, *extra), "HorizontalPodAutoscaler", "groupcast-socket")["spec"]["metrics"]
+    wanted = metrics[1]["pods"]["metric"]["name"]
+    assert rule["name"]["as"] == wanted == "groupcast_connections"
+    assert rule["seriesQuery"].startswith("groupcast_connections{")
+    assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
+    assert "<<.Series>>" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]
 
 
 def test_monitoring_is_off_by_default(render):

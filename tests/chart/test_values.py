@@ -35,6 +35,11 @@ SCHEMA_ERROR = "values don't meet the specifications of the schema"
         ({"monitoring": {"serviceMonitor": {"interval": 30}}}, "got number, want string"),
         ({"externalRedis": {"url": "http://redis:6379"}}, "externalRedis/url"),
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"worker": {"keda": {"enabled": True, "minReplicas": 0}}}, "minimum: got 0"),
+        ({"worker": {"keda": {"serverAddress": "prometheus:9090"}}}, "serverAddress"),
+        ({"worker": {"keda": {"threshold": 5}}}, "additional properties 'threshold' not allowed"),
+        ({"httpRoute": {"parentRefs": [{"namespace": "gw"}]}}, "missing property 'name'"),
+        ({"httpRoute": {"hostnames": ["Groupcast.Example.com"]}}, "hostnames"),
         ({"config": {"subscribeProxyUrl": "app:8000/subscribe"}}, "subscribeProxyUrl"),
         ({"config": {"subscribeProxyTimeout": 60}}, "subscribeProxyTimeout"),
         ({"config": {"subscribeProxyConcurrency": 0}}, "minimum: got 0"),
@@ -58,6 +63,24 @@ def test_bad_values_fail_with_a_schema_error(render, values, message):
         ({"secrets": {"apiKeys": "short"}}, (), "secrets.apiKeys"),
         ({"secrets": {"jwtSecret": "a" * 40 + ",tooshort"}}, (), "secrets.jwtSecret"),
         ({"secrets": {"djangoSecretKey": "tooshort"}}, (), "secrets.djangoSecretKey"),
+        # options that need a custom resource, on a cluster that does not serve it
+        ({"monitoring": {"serviceMonitor": {"enabled": True}}}, (),
+         "monitoring.serviceMonitor.enabled=true needs the ServiceMonitor custom resource (monitoring.coreos.com/v1)"),
+        ({"monitoring": {"podMonitor": {"enabled": True}}}, (), "needs the PodMonitor custom resource"),
+        ({"monitoring": {"prometheusRule": {"enabled": True}}}, (), "needs the PrometheusRule custom resource"),
+        ({"worker": {"keda": {"enabled": True, "serverAddress": "http://p:9090"}}}, (),
+         "worker.keda.enabled=true needs the ScaledObject custom resource (keda.sh/v1alpha1)"),
+        ({"httpRoute": {"enabled": True, "parentRefs": [{"name": "gw"}]}}, (),
+         "httpRoute.enabled=true needs the HTTPRoute custom resource (gateway.networking.k8s.io/v1)"),
+        # ... and with it, values that cannot work
+        ({"httpRoute": {"enabled": True}}, ("--api-versions", "gateway.networking.k8s.io/v1/HTTPRoute"),
+         "needs httpRoute.parentRefs"),
+        ({"worker": {"keda": {"enabled": True}}}, ("--api-versions", "keda.sh/v1alpha1/ScaledObject"),
+         "needs worker.keda.serverAddress"),
+        ({"worker": {"keda": {"enabled": True, "serverAddress": "http://p:9090"}, "autoscaling": {"enabled": True}}},
+         ("--api-versions", "keda.sh/v1alpha1/ScaledObject"), "enable one"),
+        ({"worker": {"keda": {"enabled": True, "serverAddress": "http://p:9090", "minReplicas": 5, "maxReplicas": 2}}},
+         ("--api-versions", "keda.sh/v1alpha1/ScaledObject"), "worker.keda.minReplicas must not exceed"),
         ({"secrets": {"webhookSecret": "whsec_dG9vc2hvcnQ="}}, (), "secrets.webhookSecret"),
         ({"secrets": {"webhookSecret": "not a whsec secret at all, not even base64"}}, (), "secrets.webhookSecret"),
     ],
@@ -74,13 +97,15 @@ def test_helm_lint_strict(helm):
 
 
 def test_helm_lint_strict_with_every_option_on(helm, tmp_path):
+    # Not the options that need a custom resource (ServiceMonitor, KEDA, HTTPRoute): helm lint
+    # has no --api-versions, so they fail as on a cluster without them (tested below).
     values = {
         "http": {"autoscaling": {"enabled": True}},
         "socket": {"autoscaling": {"enabled": True}},
         "worker": {"autoscaling": {"enabled": True}},
         "ingress": {"enabled": True, "host": "groupcast.example.com"},
         "networkPolicy": {"enabled": True},
-        "monitoring": {k: {"enabled": True} for k in ("serviceMonitor", "podMonitor", "prometheusRule", "dashboard")},
+        "monitoring": {"dashboard": {"enabled": True}},
     }
     path = tmp_path / "values.json"
     path.write_text(json.dumps(values))
@@ -173,3 +198,23 @@ def test_notes_tell_how_to_connect(helm, tmp_path):
     text = yaml.safe_load(done.stdout)["data"]["notes"]
     for expected in ("port-forward svc/gc-groupcast-http", "/api/v1/publish", "/api/v1/tokens", "/ws?token=", "helm test gc"):
         assert expected in text
+    # The demo page through the forwards: its WebSocket needs the socket forward's URL and its
+    # own origin allowed, or the handshake is refused with 403.
+    assert ("--set config.wsUrl=ws://127.0.0.1:8001/ws --set 'config.allowedOrigins={http://127.0.0.1:8000}'"
+            in " ".join(text.split()))
+    # The default image names no registry: say so before pods sit in ImagePullBackOff.
+    assert "names no registry" in text and "make push IMAGE=" in text
+
+    def notes(*args):
+        done = subprocess.run([helm, "template", "gc", str(chart), "--show-only", "templates/notes.yaml", *args],
+                              capture_output=True, text=True, check=True)
+        return yaml.safe_load(done.stdout)["data"]["notes"]
+
+    forwarded = notes("--set", "config.wsUrl=ws://127.0.0.1:8001/ws", "--set", "config.allowedOrigins={http://127.0.0.1:8000}",
+                      "--set", "image.repository=registry.example.com/groupcast")
+    assert "port-forward" in forwarded and "config.allowedOrigins=" not in forwarded
+    assert "names no registry" not in forwarded
+    routed = notes("--set", "httpRoute.enabled=true", "--set", "httpRoute.parentRefs[0].name=gw",
+                   "--set", "httpRoute.hostnames[0]=gc.example.com",
+                   "--api-versions", "gateway.networking.k8s.io/v1/HTTPRoute")
+    assert "Through the Gateway: http(s)://gc.example.com/" in routed and "port-forward" not in routed

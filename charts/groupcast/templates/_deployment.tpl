@@ -15,7 +15,8 @@ metadata:
   labels:
     {{- include "groupcast.labels" . | nindent 4 }}
 spec:
-  {{- if not $values.autoscaling.enabled }}
+  {{- /* an HPA (the chart's, or KEDA's) owns the count: a fixed one would undo it on upgrade */}}
+  {{- if not (or $values.autoscaling.enabled ($values.keda | default dict).enabled) }}
   replicas: {{ $values.replicaCount }}
   {{- end }}
   revisionHistoryLimit: 5

@@ -57,11 +57,8 @@ each request whole before passing it to gunicorn on loopback. (dict "ctx" . "com
       port: metrics
     periodSeconds: 1
     failureThreshold: 30
-  {{- if gt (int $values.preStopSleepSeconds) 0 }}
-  lifecycle:
-    preStop:
-      exec:
-        command: ["sleep", {{ $values.preStopSleepSeconds | quote }}]
+  {{- with include "groupcast.preStop" (dict "ctx" $ctx "seconds" $values.preStopSleepSeconds) | trim }}
+  {{- . | nindent 2 }}
   {{- end }}
   resources:
     {{- toYaml $front.resources | nindent 4 }}

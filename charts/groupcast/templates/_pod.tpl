@@ -125,11 +125,8 @@ containers:
       periodSeconds: 2
       failureThreshold: 60
     {{- end }}
-    {{- if gt (int $values.preStopSleepSeconds) 0 }}
-    lifecycle:
-      preStop:
-        exec:
-          command: ["sleep", {{ $values.preStopSleepSeconds | quote }}]
+    {{- with include "groupcast.preStop" (dict "ctx" $ctx "seconds" $values.preStopSleepSeconds) | trim }}
+    {{- . | nindent 4 }}
     {{- end }}
     resources:
       {{- toYaml $values.resources | nindent 6 }}

@@ -1,7 +1,7 @@
 """Check configuration and Redis; with --roundtrip, a full publish/receive through a deployment.
 
-    django-admin groupcast_check
-    django-admin groupcast_check --roundtrip --http-url http://http:8000 --ws-url ws://socket:8001/ws
+    python -m service.manage groupcast_check
+    python -m service.manage groupcast_check --roundtrip --http-url http://http:8000 --ws-url ws://socket:8001/ws
 
 The round trip mints a token, subscribes over WebSocket, publishes over HTTP and waits for
 the message: exactly what the chart's `helm test` runs.

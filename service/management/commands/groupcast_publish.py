@@ -1,4 +1,4 @@
-"""Publish one message: django-admin groupcast_publish news '{"text": "hello"}'"""
+"""Publish one message: python -m service.manage groupcast_publish news '{"text": "hello"}'"""
 
 import json
 
