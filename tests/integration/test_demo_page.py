@@ -65,7 +65,11 @@ class Traffic:
         self.console_errors = []
         page.on("websocket", self._socket)
         page.on("request", lambda request: self._request(request, token_path))
-        page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
+        page.on("console", self._console)
+
+    def _console(self, message):
+        if message.type == "error":  # with the resource's address, to tell which failed
+            self.console_errors.append(f"{message.text} [{message.location.get('url', '')}]")
 
     def _socket(self, socket):
         self.sockets.append(socket)
