@@ -177,13 +177,13 @@ class Subscriber:
                 self.closes.append(ws.close_code)
             except ConnectionClosed as closed:
                 self.closes.append(closed.rcvd.code if closed.rcvd else None)
-            if self.closes and self.closes[-1] == 4009:
-                self._changed.set()
-                return  # disconnected by the server: the contract says not to come back
             except (OSError, InvalidHandshake, InvalidStatus, TimeoutError) as error:
                 self.closes.append(f"connect failed: {type(error).__name__}")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+            if self.closes and self.closes[-1] == 4009:
+                self._changed.set()
+                return  # disconnected by the server: the contract says not to come back
             self._changed.set()
             url = self.reconnect_url  # the pod it was on may be gone: go through the Service
 
