@@ -18,6 +18,9 @@ help:  ## list the targets
 run: deps system-deps  ## start Redis, http :8000, socket :8001, worker (:9102) and the demo page
 	$(PYTHON) -m devstack
 
+run-cluster: deps system-deps  ## make run on a private local Redis Cluster (3 masters, 3 replicas)
+	GROUPCAST_RUN_CLUSTER=1 $(PYTHON) -m devstack
+
 manage: deps  ## a management command, e.g. make manage ARGS="groupcast_token user-1 news" (against make run's stack)
 	$(PYTHON) -m devstack.manage $(ARGS)
 

@@ -49,6 +49,10 @@ def redis_problem(url, timeout=3.0):
 
     if url.startswith("redis+sentinel://"):
         return None  # the service resolves Sentinel itself; its /readyz says if it cannot
+    if "+cluster://" in url:
+        from service.storage.clients import cluster_problem
+
+        return cluster_problem(url, timeout)
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         try:
@@ -175,13 +179,20 @@ class Stack:
                       "worker": "GROUPCAST_METRICS_PORT"}
 
     def __init__(self, *, http_port=None, socket_ports=None, worker_ports=None,
-                 redis_url=None, env=None, workdir=None, quiet=True):
+                 redis_url=None, env=None, workdir=None, quiet=True, redis_cluster=False):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="groupcast-"))
         self.http_port = http_port or free_port()
         self.gunicorn_port = free_port()
         self.socket_ports = list(socket_ports or [free_port()])
         self.worker_ports = list(worker_ports or [free_port()])
-        self.redis = None if redis_url else Redis(self.workdir / "redis")
+        if redis_url:
+            self.redis = None
+        elif redis_cluster:  # a private Redis Cluster (3 masters, 3 replicas)
+            from devstack.redis_cluster import RedisCluster
+
+            self.redis = RedisCluster(self.workdir / "redis-cluster")
+        else:
+            self.redis = Redis(self.workdir / "redis")
         self._redis_url = redis_url
         self.quiet = quiet
         self.processes = {}

@@ -21,7 +21,8 @@ def main():
     # .run/ by default; the tests run a stack of their own elsewhere
     workdir = Path(os.environ.get("GROUPCAST_RUN_DIR") or ROOT / ".run")
     stack = Stack(http_port=http_port, socket_ports=[socket_port], worker_ports=[worker_port],
-                  redis_url=os.environ.get("REDIS_URL"), workdir=workdir, quiet=False)
+                  redis_url=os.environ.get("REDIS_URL"), workdir=workdir, quiet=False,
+                  redis_cluster=os.environ.get("GROUPCAST_RUN_CLUSTER") in ("1", "true", "yes"))
     stack_env = workdir / "stack.env"
 
     def stop(signum, frame):

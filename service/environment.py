@@ -82,7 +82,8 @@ class Environment:
             )
         return items
 
-    def url(self, name, default=REQUIRED, *, schemes):
+    def url(self, name, default=REQUIRED, *, schemes, problem=None):
+        """A URL of one of `schemes`; `problem(value)` may say what else is wrong with it."""
         value = self._raw(name, default)
         if value is None:
             return None if default is REQUIRED else default
@@ -92,6 +93,8 @@ class Environment:
                 f"{name}: must be a URL starting with one of "
                 f"{', '.join(s + '://' for s in schemes)}"
             )
+        elif problem is not None and problem(value):
+            self.problems.append(f"{name}: {problem(value)}")
         return value
 
     def keys(self, name, *, prefix, min_bytes, max_bytes):

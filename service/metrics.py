@@ -143,6 +143,13 @@ REDIS_UP = Gauge(
     "groupcast_redis_up", "1 when this process reached Redis on its last attempt.",
     ["role"], multiprocess_mode="livemostrecent",
 )
+REDIS_SHARD_UP = Gauge(
+    "groupcast_redis_shard_up",
+    "On a Redis Cluster: 1 when this process reached the shard (its master's index among "
+    "the masters, by first slot) on its last attempt, 0 when not. Only the shards the role "
+    "depends on, and no series on a single Redis.",
+    ["role", "shard"], multiprocess_mode="livemostrecent",
+)
 REDIS_ERRORS = Counter(
     "groupcast_redis_errors",
     "Redis commands that failed, by role (layer: the channel layer's own links, in "
@@ -250,6 +257,11 @@ def redis_ok(role):
 def redis_failed(role):
     REDIS_UP.labels(role).set(0)
     REDIS_ERRORS.labels(role).inc()
+
+
+def shard_up(role, shard, up):
+    if shard is not None:
+        REDIS_SHARD_UP.labels(role, str(shard)).set(1 if up else 0)
 
 
 def exposition():

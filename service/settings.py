@@ -7,12 +7,14 @@ naming the variable (see README, "Configuration").
 from service.environment import Environment
 from service.front.config import MAX_BODY_BYTES
 from service.logs import logging_config
+from service.storage import urls as redis_urls
 
 env = Environment()
 
 # Secrets and wiring
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", min_length=32)
-REDIS_URL = env.url("REDIS_URL", schemes=("redis", "rediss", "unix", "redis+sentinel"))
+# one server, a Sentinel-managed master or a Redis Cluster (service/storage/urls.py)
+REDIS_URL = env.url("REDIS_URL", schemes=redis_urls.SCHEMES, problem=redis_urls.url_problem)
 GROUPCAST_API_KEYS = env.list("GROUPCAST_API_KEYS", min_length=16)
 # The first secret signs new tokens; every listed secret is accepted (rotation).
 GROUPCAST_JWT_SECRETS = env.list("GROUPCAST_JWT_SECRET", min_length=32)

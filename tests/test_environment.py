@@ -45,6 +45,8 @@ def test_complete_environment_loads():
     [
         ("REDIS_URL", None, "REDIS_URL: required but not set"),
         ("REDIS_URL", "http://x", "REDIS_URL: must be a URL starting with one of redis://"),
+        ("REDIS_URL", "redis+cluster://10.0.0.1", "REDIS_URL: redis+cluster:// seed '10.0.0.1' must be host:port"),
+        ("REDIS_URL", "redis+sentinel://10.0.0.1:26379", "REDIS_URL: redis+sentinel:// URL needs the master name"),
         ("DJANGO_SECRET_KEY", None, "DJANGO_SECRET_KEY: required"),
         ("DJANGO_SECRET_KEY", "short", "DJANGO_SECRET_KEY: must be at least 32 characters"),
         ("GROUPCAST_API_KEYS", None, "GROUPCAST_API_KEYS: required"),

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from service import metrics
-from service.socket import fanout
+from service.storage import pubsub
 from tests.conftest import eventually
 
 MISSES = 3
@@ -43,7 +43,8 @@ IDLE_PERIOD = 0.05
 @pytest.mark.parametrize("own_redis", [IDLE_PERIOD], indirect=True)
 async def test_an_idle_link_is_pinged_and_never_declared_lost(own_redis, hub):
     await eventually(lambda: hub.linked, what="the Redis link")
-    link = hub.fanout._pubsub
+    [link] = hub.fanout.subscriptions.links.values()
+    connection = link.pubsub
     silent, failed = losses("silent"), losses("error")
     started = time.monotonic()
     # 300 periods with nothing to read but pongs. The old watchdog (ping only after a
@@ -53,7 +54,7 @@ async def test_an_idle_link_is_pinged_and_never_declared_lost(own_redis, hub):
         assert hub.linked, f"link declared lost after {time.monotonic() - started:.1f}s idle"
         await asyncio.sleep(IDLE_PERIOD / 2)
     assert (losses("silent"), losses("error")) == (silent, failed)
-    assert hub.fanout._pubsub is link  # the same subscription throughout
+    assert link.pubsub is connection  # the same subscription throughout
     connection = pubsub_client(own_redis)
     assert connection["cmd"] == "ping" and int(connection["age"]) >= int(250 * IDLE_PERIOD)
 
@@ -80,7 +81,7 @@ async def test_a_hung_redis_is_found_within_the_bound_and_the_link_comes_back(ow
 def test_reconnects_back_off_with_jitter():
     for failures in range(10):
         ceiling = min(5.0, 0.1 * 2**failures)
-        delays = [fanout.reconnect_delay(failures) for _ in range(200)]
+        delays = [pubsub.reconnect_delay(failures) for _ in range(200)]
         assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
         # a fleet that lost Redis together spreads its reconnects over half the window
         assert max(delays) - min(delays) > ceiling / 4

@@ -107,7 +107,7 @@ def test_readiness_follows_redis(serve, lifecycle, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     server = serve()  # a fresh loop, so a fresh client for that URL
     status, _, body = get(server, "/readyz")
-    assert (status, json.loads(body)["reason"]) == (503, "redis unreachable")
+    assert status == 503 and json.loads(body)["reason"].startswith("redis unreachable")
 
 
 def test_a_request_head_over_the_limit_is_431(serve):

@@ -134,7 +134,10 @@ class Subscriber:
         while not predicate():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"{self.name}: timed out after {timeout} s waiting for {what}")
+                raise AssertionError(
+                    f"{self.name}: timed out after {timeout} s waiting for {what} (connects={self.connects}, "
+                    f"closes={self.closes}, errors={self.errors}, last offsets={self.last_offset})"
+                )
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))

@@ -54,6 +54,17 @@ if _log_format == "json":
     })
 
 
+def on_starting(server):
+    # A cluster REDIS_URL naming a single server stops the start here, saying so.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
+    import django
+
+    django.setup()
+    from service.storage.clients import startup_check
+
+    startup_check("http")
+
+
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)

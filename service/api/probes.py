@@ -3,7 +3,7 @@
 from django.http import HttpResponse, JsonResponse
 
 from service import metrics
-from service.storage.clients import redis_reachable
+from service.storage.clients import redis_problem
 
 
 def healthz(request):
@@ -11,9 +11,11 @@ def healthz(request):
 
 
 def readyz(request):
-    if redis_reachable("http"):
+    # a publish may go to any group: the http role depends on every shard of a cluster
+    problem = redis_problem("http")
+    if problem is None:
         return JsonResponse({"status": "ready"})
-    return JsonResponse({"status": "unready", "reason": "redis unreachable"}, status=503)
+    return JsonResponse({"status": "unready", "reason": problem}, status=503)
 
 
 def metrics_view(request):

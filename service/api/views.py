@@ -7,7 +7,6 @@ from pathlib import Path
 
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from redis import RedisError
 
 from service import metrics
 from service.api import requests
@@ -16,6 +15,7 @@ from service.api.api_keys import api_key_valid
 from service.groups import GROUP_RULE, is_group_name
 from service.storage.history import history_last_offset
 from service.storage.jobs import QueueFull, job_create, job_get
+from service.storage.clients import REDIS_FAILURES
 from service.storage.control import control_request
 from service.storage.presence import group_subscribers, members_page_sync
 from service.storage.publishing import NotReplicated, publish_message
@@ -46,7 +46,7 @@ def endpoint(view_name, method):
                 metrics.redis_ok("http")
             except ApiError as error:
                 response = error.response()
-            except (RedisError, OSError):
+            except REDIS_FAILURES:
                 metrics.redis_failed("http")
                 response = ApiError(
                     503, "unavailable", "Redis is unreachable; nothing was stored, retry later",
@@ -98,7 +98,7 @@ def publish(request):
             f"{error}; not acknowledged, retry (with the same Idempotency-Key to avoid a duplicate)",
             {"Retry-After": RETRY_AFTER_SECONDS},
         ) from None
-    except (RedisError, OSError):
+    except REDIS_FAILURES:
         metrics.PUBLISH_ERRORS.labels("unavailable").inc()
         raise
     return 200, {"group": group, "offset": offset}

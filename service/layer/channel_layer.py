@@ -13,6 +13,7 @@ a fleet can move from one to the other process by process. What changes:
   process) is kept in Redis exactly as channels_redis does and still receives.
 - Receiving on this process's channels goes through the layer's thread (listener.py),
   so it works from any event loop, one after another.
+- It also runs on a Redis Cluster (`redis_url` of the redis+cluster:// form; cluster.py).
 """
 
 import asyncio
@@ -25,10 +26,11 @@ import redis.asyncio
 from channels_redis.utils import create_pool
 
 from service import metrics
+from service.layer import cluster
 from service.layer.listener import GROUP_MARK, Listener
 from service.layer.mailboxes import Mailboxes
-from service.storage import wire
-from service.storage.clients import channel_layer_host, host_db
+from service.storage import pubsub, wire
+from service.storage.clients import channel_layer_host, host_db, is_cluster, link_topology
 from service.upstream.channels_redis import RedisChannelLayer
 
 # channels_redis client prefixes are 32 hex digits; ours start with a letter that is not
@@ -43,9 +45,17 @@ class GroupcastChannelLayer(RedisChannelLayer):
         """`redis_url` may stand for `hosts` (one URL, groupcast's REDIS_URL forms).
         `mixed_fleet`: also record this process's memberships in Redis, for processes
         still running channels_redis (see README, "Adopting it")."""
-        if hosts is None and redis_url is not None:
+        # on a cluster: the URL, for the cluster clients standing for the one "host"
+        self.cluster_url = redis_url if redis_url is not None and is_cluster(redis_url) else None
+        # the prefix of the groups' pub/sub channels (a cluster's key prefix is a hash tag)
+        self.channel_prefix = prefix
+        if self.cluster_url is not None:
+            hosts = [{"address": "redis://cluster"}]  # named only, never connected to
+            prefix = cluster.key_prefix(prefix)
+        elif hosts is None and redis_url is not None:
             hosts = [channel_layer_host(redis_url)]
         super().__init__(hosts=hosts, prefix=prefix, **kwargs)
+        self._cluster_loops = weakref.WeakKeyDictionary()  # loop -> ClusterConnections
         self.client_prefix = CLIENT_PREFIX_MARK + uuid.uuid4().hex[1:]
         self.mixed_fleet = mixed_fleet
         self.mailboxes = Mailboxes(self.capacity)
@@ -68,15 +78,49 @@ class GroupcastChannelLayer(RedisChannelLayer):
         return None
 
     def host_db(self, index):
-        return host_db(self.hosts[index])
+        return 0 if self.cluster_url else host_db(self.hosts[index])
 
-    def pubsub_client(self, index):
-        """A client for one host's pub/sub link (on the layer's thread)."""
-        return redis.asyncio.Redis(connection_pool=create_pool(self.hosts[index]))
+    def connection(self, index):
+        if self.cluster_url is None:
+            return super().connection(index)
+        connections = self.own_connections()
+        if connections is None:
+            loop = asyncio.get_running_loop()
+            connections = self._cluster_loops.get(loop)
+            if connections is None:
+                connections = self._cluster_loops[loop] = cluster.ClusterConnections(self.cluster_url)
+        return connections.get_connection(index)
+
+    def loop_connections_closing(self, loop):
+        return self._cluster_loops.pop(loop, None)
+
+    def connection_set(self, layer):
+        """The layer thread's own connections."""
+        if self.cluster_url is not None:
+            return cluster.ClusterConnections(self.cluster_url)
+        return super().connection_set(layer)
+
+    def link_topology(self, index):
+        """Where the layer thread's pub/sub links for the groups of host `index` connect."""
+        if self.cluster_url is not None:
+            return link_topology(self.cluster_url, self.connection(index))
+        return pubsub.Server(lambda: redis.asyncio.Redis(connection_pool=create_pool(self.hosts[index])))
 
     def group_channel(self, group):
         index = self.group_host(group)
-        return wire.group_channel(self.prefix, self.host_db(index), group)
+        return wire.group_channel(self.channel_prefix, self.host_db(index), group, cluster=bool(self.cluster_url))
+
+    def group_of(self, channel):
+        """The group of a group's pub/sub channel."""
+        index = 0  # every host names its channels alike; only the database differs
+        return wire.channel_group(self.channel_prefix, self.host_db(index), channel, cluster=bool(self.cluster_url))
+
+    def _publish(self, pipe, group, payload):
+        """Add the group's PUBLISH (SPUBLISH on a cluster) to a pipeline."""
+        if self.cluster_url is not None:
+            pipe.spublish(self.group_channel(group), payload)
+        else:
+            pipe.publish(self.group_channel(group), payload)
 
     def is_groupcast_channel(self, channel):
         """True for a process-local channel made by a groupcast process (any process)."""
@@ -123,7 +167,7 @@ class GroupcastChannelLayer(RedisChannelLayer):
             pipe.zrem(self.group_key(group), channel)
             if self.is_groupcast_channel(channel) and not self.is_process_local(channel):
                 # its own process may hold the membership: ask it to drop it
-                pipe.publish(self.group_channel(group), wire.discard(channel))
+                self._publish(pipe, group, wire.discard(channel))
             await pipe.execute()
 
     async def group_send(self, group, message):
@@ -138,7 +182,7 @@ class GroupcastChannelLayer(RedisChannelLayer):
                 await self.hand_to_members(group, members, message)
         key = self.group_key(group)
         async with self.connection(self.group_host(group)).pipeline(transaction=False) as pipe:
-            pipe.publish(self.group_channel(group), wire.event(self.client_prefix, self.serialize(message)))
+            self._publish(pipe, group, wire.event(self.client_prefix, self.serialize(message)))
             pipe.zremrangebyscore(key, min=0, max=int(self._now()) - self.group_expiry)
             pipe.zrange(key, 0, -1)
             _, _, recorded = await pipe.execute()
@@ -170,7 +214,16 @@ class GroupcastChannelLayer(RedisChannelLayer):
         """Delete every key under the prefix and forget this process's memberships."""
         if self._listener is not None:
             await self._listener.call(self._listener.forget_all())
+        if self.cluster_url is not None:
+            await cluster.delete_prefix(self.connection(0), self.prefix)
+            await self.close_pools()
+            return
         await super().flush()
+
+    async def _brpop_with_clean(self, index, channel, timeout):
+        if self.cluster_url is None:
+            return await super()._brpop_with_clean(index, channel, timeout)
+        return await cluster.pop_with_backup(self.connection(index), channel, self._backup_channel_name(channel), timeout)
 
     async def close_pools(self):
         """Close this loop's connections; the layer's thread stops too once nothing in

@@ -5,7 +5,7 @@ application calls from (Daphne's, runworker's, or a new one per `async_to_sync` 
 It holds:
 
 - memberships: which of this process's channels are in which group, and one pub/sub
-  subscription per such group on the group's host;
+  subscription per such group on the group's host (service/storage/pubsub.py);
 - the pullers: while a receiver waits on one of this process's channels, messages are
   taken off the channel's key in Redis (and only then: an idle consumer's key fills up
   and `send` raises ChannelFull, as with channels_redis);
@@ -24,13 +24,11 @@ import weakref
 
 from service import metrics
 from service.storage import wire
+from service.storage.pubsub import Subscriptions
 
 log = logging.getLogger("service.layer")
 
 GROUP_MARK = "__groupcast_group__"
-# a channel no group can be named (~ is not in the alphabet), to see a link come up
-READY = b"~layer"
-LINK_PING_SECONDS = 5.0
 
 # every running Listener, so that the process can stop them all at exit
 _running = weakref.WeakSet()
@@ -55,7 +53,7 @@ class Listener:
         self.layer = weakref.proxy(layer)
         self.memberships = {}  # group -> set of this process's channels
         self.memberships_lock = threading.Lock()  # changed here, read from any thread
-        self.links = {}  # host index -> Link
+        self.subscriptions = {}  # host index -> Subscriptions (on the layer's loop)
         self.demand = {}  # real channel -> receivers waiting
         self.pulling = set()  # real channels with a puller running or about to
         self.pullers = {}  # real channel -> task
@@ -112,11 +110,13 @@ class Listener:
             pass
 
     async def _stop_loop(self):
-        tasks = [*self.pullers.values(), *(link.task for link in self.links.values() if link.task)]
+        tasks = list(self.pullers.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=2)
+        for subscriptions in self.subscriptions.values():
+            await subscriptions.close()
         self.loop.stop()
 
     def stop(self):
@@ -136,7 +136,7 @@ class Listener:
             members.add(channel)
         if first:
             try:
-                await self._link(self.layer.group_host(group)).subscribe(self._group_channel(group))
+                await self._subscriptions(self.layer.group_host(group)).subscribe(self._group_channel(group))
             except BaseException:
                 with self.memberships_lock:
                     members.discard(channel)
@@ -154,7 +154,7 @@ class Listener:
             if last:
                 del self.memberships[group]
         if last:
-            await self._link(self.layer.group_host(group)).unsubscribe(self._group_channel(group))
+            await self._subscriptions(self.layer.group_host(group)).unsubscribe(self._group_channel(group))
 
     async def forget_all(self):
         for group in list(self.memberships):
@@ -162,19 +162,24 @@ class Listener:
                 await self.leave(group, channel)
 
     def _group_channel(self, group):
-        index = self.layer.group_host(group)
-        return wire.group_channel(self.layer.prefix, self.layer.host_db(index), group)
+        return self.layer.group_channel(group).encode()
 
-    def _link(self, index):
-        link = self.links.get(index)
-        if link is None:
-            prefix = wire.group_channel(self.layer.prefix, self.layer.host_db(index), "").encode()
-            link = self.links[index] = Link(self.layer, index, prefix, self._heard)
-            link.start()
-        return link
+    def _subscriptions(self, index):
+        subscriptions = self.subscriptions.get(index)
+        if subscriptions is None:
+            subscriptions = self.subscriptions[index] = Subscriptions(
+                self.layer.link_topology(index), on_message=self._heard, on_link=self._link_changed
+            )
+        return subscriptions
 
-    async def _heard(self, group, payload):
+    @staticmethod
+    def _link_changed(link, error):
+        if error is not None:
+            metrics.REDIS_ERRORS.labels("layer").inc()
+
+    async def _heard(self, channel, payload):
         """A message on a group's pub/sub channel: hand it to the local members."""
+        group = self.layer.group_of(channel.decode())
         members = self.members(group)
         if not members or not payload:
             return
@@ -233,103 +238,10 @@ class Listener:
     async def _shutdown(self):
         for task in list(self.pullers.values()):
             task.cancel()
-        for link in list(self.links.values()):
-            await link.close()
-        self.links.clear()
+        for subscriptions in list(self.subscriptions.values()):
+            await subscriptions.close()
+        self.subscriptions.clear()
         with self.memberships_lock:
             self.memberships.clear()
         await self.layer.close_loop_pools()
 
-
-class Link:
-    """One pub/sub connection to one host, subscribed to the groups that live there."""
-
-    def __init__(self, layer, index, prefix, heard):
-        self.layer = layer
-        self.index = index
-        self.prefix = prefix
-        self.heard = heard
-        self.channels = set()
-        self.pubsub = None
-        self.ready = asyncio.Event()
-        self.confirmations = {}
-        self.task = None
-
-    def start(self):
-        self.task = asyncio.ensure_future(self._run())
-
-    async def subscribe(self, channel):
-        self.channels.add(channel)
-        await asyncio.wait_for(self.ready.wait(), 10)
-        confirmed = asyncio.get_running_loop().create_future()
-        self.confirmations[channel.encode()] = confirmed
-        await self.pubsub.subscribe(channel)
-        await asyncio.wait_for(confirmed, 10)
-
-    async def unsubscribe(self, channel):
-        self.channels.discard(channel)
-        if self.ready.is_set():
-            try:
-                await self.pubsub.unsubscribe(channel)
-            except Exception as error:  # a new link subscribes only to live groups
-                log.info("unsubscribe from %s failed: %s", channel, error)
-
-    async def close(self):
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.wait([self.task], timeout=2)
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-
-    async def _run(self):
-        delay = 0.1
-        while True:
-            client = self.layer.pubsub_client(self.index)
-            self.pubsub = client.pubsub()
-            try:
-                await self.pubsub.subscribe(self.prefix + READY)  # the link is up once confirmed
-                if self.channels:
-                    await self.pubsub.subscribe(*self.channels)
-                await self._read()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self.ready.clear()
-                metrics.REDIS_ERRORS.labels("layer").inc()
-                log.warning("group link to Redis lost (%s); reconnecting in %.1fs", error, delay)
-                for confirmed in self.confirmations.values():
-                    if not confirmed.done():
-                        confirmed.set_exception(ConnectionError("Redis link lost"))
-                        confirmed.exception()
-                self.confirmations.clear()
-            finally:
-                try:
-                    await self.pubsub.aclose()
-                except Exception:
-                    pass
-            await asyncio.sleep(delay * (0.5 + random.random()))  # jittered, so a fleet spreads out
-            delay = min(delay * 2, 5.0)
-
-    async def _read(self):
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        while True:
-            message = await self.pubsub.get_message(timeout=LINK_PING_SECONDS)
-            now = loop.time()
-            if message is None:
-                if now - heard > 3 * LINK_PING_SECONDS:
-                    raise ConnectionError(f"Redis silent for {now - heard:.0f}s")
-                await self.pubsub.ping()
-                continue
-            heard = now
-            kind = message["type"]
-            if kind == "message":
-                channel = message["channel"]
-                if channel.startswith(self.prefix):
-                    await self.heard(channel[len(self.prefix):].decode(), message["data"])
-            elif kind == "subscribe":
-                if message["channel"] == self.prefix + READY:
-                    self.ready.set()
-                confirmed = self.confirmations.pop(message["channel"], None)
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(None)

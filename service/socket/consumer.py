@@ -12,7 +12,6 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from redis import RedisError
 
 from service import logs, metrics
 from service.socket import events, subscribe_proxy
@@ -27,6 +26,7 @@ from service.socket.frames import (
 )
 from service.socket.sinks import sink_for
 from service.socket.subscribers import BAD_TOKEN, FORBIDDEN, TOO_LARGE, TOO_SLOW, Subscriber
+from service.storage.clients import REDIS_FAILURES
 from service.storage.publishing import apublish_encoded
 from service.tokens import TokenError, token_verify
 from service.upstream.channels import LeanDispatch
@@ -135,7 +135,7 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
                 return
         try:
             await self.hub.join(group, subscriber, since=since, presence=presence, join_leave=join_leave)
-        except (RedisError, ConnectionError, TimeoutError) as error:
+        except (*REDIS_FAILURES, ConnectionError, TimeoutError) as error:
             log.warning("subscribe to %s failed: %s", group, error)  # expected while Redis is away
             subscriber.send_error("unavailable", "subscription failed, try again", group)
             return
@@ -156,7 +156,7 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
             return
         try:
             offset = await apublish_encoded(group=group, data_json=data_json)
-        except (RedisError, ConnectionError, TimeoutError) as error:
+        except (*REDIS_FAILURES, ConnectionError, TimeoutError) as error:
             log.warning("client publish to %s failed: %s", group, error)
             metrics.CLIENT_PUBLISHES.labels("failed").inc()
             subscriber.send_error("unavailable", "not published, try again", group)

@@ -4,8 +4,9 @@ A process holds one Redis subscription per group that has local members, whateve
 number of members. Each announcement is parsed and framed once, then written to every
 local member. Subscribers join by offset: their history is read while live messages are
 held back, then both are handed over with no gap and no duplicate. When the Redis link
-drops, the process resubscribes by itself and replays what it missed from each group's
-stream, so members see no gap then either.
+drops (or, on a Redis Cluster, a group's shard fails over or its slot moves), the
+group's channel is resubscribed and what it missed is replayed from its stream, so
+members see no gap then either (service/storage/pubsub.py holds the links).
 """
 
 import asyncio
@@ -15,7 +16,6 @@ import logging
 import time
 
 from django.conf import settings
-from redis.backoff import EqualJitterBackoff
 
 from service import metrics
 from service.groups import offset_after, offset_millis
@@ -23,33 +23,20 @@ from service.socket import frames
 from service.socket.frames import Frame
 from service.storage import keys, wire
 from service.storage.history import history_read
+from service.storage.pubsub import LinkSilent, Subscriptions, reconnect_delay
 
 log = logging.getLogger(__name__)
-
-SUBSCRIBE_TIMEOUT = 5.0
-# How long a join waits for the Redis link (at start-up, or while it reconnects).
-LINK_WAIT = 3.0
-# Reconnecting: 0.1 s doubling to 5 s, each wait drawn from its upper half, so a fleet of
-# socket processes that lost Redis together does not come back in lockstep.
-RECONNECT_BACKOFF = EqualJitterBackoff(cap=5.0, base=0.1)
-
-
-def reconnect_delay(failures):
-    """Seconds to wait before reconnecting after `failures` failed links in a row."""
-    return RECONNECT_BACKOFF.compute(failures)
-
-
-class LinkSilent(ConnectionError):
-    """Pings went unanswered for GROUPCAST_REDIS_PING_MISSES periods: the link hangs."""
 
 
 class LocalGroup:
     """One group's members in this process and where its stream stands."""
 
-    __slots__ = ("name", "subscribers", "joining", "catching_up", "watchers", "last_offset", "ready", "held")
+    __slots__ = ("name", "channel", "subscribers", "joining", "catching_up", "watchers", "last_offset", "ready",
+                 "held", "dark", "recovery", "again")
 
     def __init__(self, name):
         self.name = name
+        self.channel = keys.fanout_channel(name).encode()
         # WebSocket subscribers (dict as an ordered set)
         self.subscribers = {}
         # subscribers reading their history: the live frames held back for each
@@ -63,8 +50,12 @@ class LocalGroup:
         self.last_offset = None
         self.ready = asyncio.get_running_loop().create_future()
         self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
-        # live announcements held while the group replays a gap after a lost link
+        # live announcements held while the group's channel is dark (its link lost) and
+        # while it replays the gap
         self.held = None
+        self.dark = False
+        self.recovery = None  # the replay task
+        self.again = False  # the channel came back once more during the replay
 
     @property
     def size(self):
@@ -72,34 +63,39 @@ class LocalGroup:
 
 
 class Fanout:
-    """The process's Redis link for group traffic, and every group with local members."""
+    """The process's Redis subscriptions for group traffic, and every group with local
+    members."""
 
-    def __init__(self, *, client, link, presence):
+    def __init__(self, *, client, topology, presence):
         self.client = client
-        self.link = link
         self.presence = presence
         self.groups = {}
+        self.channels = {}  # a group's channel -> its LocalGroup
         self.replays = asyncio.Semaphore(settings.GROUPCAST_MAX_REPLAYS)
-        self.linked = asyncio.Event()
-        self._pubsub = None
-        self._confirmations = {}
-        self._task = None
-        self._task_reader = None
-        self._heard = 0.0
-        self._prefix = keys.fanout_prefix().encode()
-        self._control = f"{keys.fanout_prefix()}~{presence.process_id}".encode()
+        self.subscriptions = Subscriptions(
+            topology,
+            on_message=self._on_message,
+            on_lost=self._on_lost,
+            on_confirmed=self._on_confirmed,
+            on_link=self._on_link,
+            ping_seconds=settings.GROUPCAST_REDIS_PING_SECONDS,
+            ping_misses=settings.GROUPCAST_REDIS_PING_MISSES,
+        )
         self._broadcast = keys.control_channel().encode()
         # called with each request the API broadcasts to the socket processes
         self.on_control = None
 
+    @property
+    def linked(self):
+        """True while every Redis link of the process is up."""
+        return self.subscriptions.linked
+
     def start(self):
-        self._task = asyncio.ensure_future(self._run())
+        # always listened to: it keeps a link up even with no group
+        self.subscriptions.keep(self._broadcast)
 
     async def close(self):
-        if self._task is not None:
-            self._task.cancel()
-            await _stopped(self._task)
-        await self._drop_pubsub()
+        await self.subscriptions.close()
 
     # Membership
 
@@ -205,14 +201,16 @@ class Fanout:
 
     async def _open_group(self, group):
         state = self.groups[group] = LocalGroup(group)
+        self.channels[state.channel] = state
         try:
-            await self._subscribe(keys.fanout_channel(group).encode())
+            await self.subscriptions.subscribe(state.channel)
             history = await history_read(self.client, group=group)
             if offset_after(history.last_offset, state.last_offset):
                 state.last_offset = history.last_offset
         except BaseException as error:
             if self.groups.get(group) is state:
                 del self.groups[group]
+                del self.channels[state.channel]
             state.ready.set_exception(error)
             raise
         state.ready.set_result(None)
@@ -222,32 +220,16 @@ class Fanout:
         if state.size or self.groups.get(state.name) is not state or not state.ready.done():
             return
         del self.groups[state.name]
-        if self.linked.is_set():
-            try:
-                await self._pubsub.unsubscribe(keys.fanout_channel(state.name))
-            except Exception as error:  # the next link only resubscribes live groups
-                log.info("unsubscribe from %s failed: %s", state.name, error)
-
-    async def _subscribe(self, channel):
-        try:
-            await asyncio.wait_for(self.linked.wait(), LINK_WAIT)
-        except TimeoutError:
-            raise ConnectionError("Redis is unreachable") from None
-        confirmed = asyncio.get_running_loop().create_future()
-        self._confirmations[channel] = confirmed
-        await self._pubsub.subscribe(channel)
-        await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
+        del self.channels[state.channel]
+        await self.subscriptions.unsubscribe(state.channel)
 
     # Delivery
 
     def _on_message(self, channel, data):
-        if channel == self._broadcast:
-            if self.on_control is not None:
-                self.on_control(data)
-            return
-        group = channel[len(self._prefix):].decode()
-        state = self.groups.get(group)
+        state = self.channels.get(channel)
         if state is None or not data:
+            if channel == self._broadcast and self.on_control is not None:
+                self.on_control(data)
             return
         kind = data[0]
         if kind == wire.ANNOUNCEMENT:  # the channel also carries Channels events: not ours
@@ -293,151 +275,73 @@ class Fanout:
                 del state.catching_up[subscriber]
                 state.subscribers[subscriber] = None
 
-    # The Redis link
+    # The Redis links
 
-    async def _run(self):
-        failures = 0  # links lost in a row, for the backoff
-        while True:
-            try:
-                await self._link()
-                failures = 0
-                watchdog = asyncio.ensure_future(self._watch())
+    def _on_link(self, link, error):
+        metrics.shard_up("socket", link.shard, error is None)
+        if error is None:
+            if self.linked:
+                metrics.redis_ok("socket")
+            return
+        metrics.redis_failed("socket")
+        metrics.LINK_LOSSES.labels("silent" if isinstance(error, LinkSilent) else "error").inc()
+
+    def _on_lost(self, channel):
+        """A group's channel went dark: hold what comes until its gap is replayed."""
+        state = self.channels.get(channel)
+        if state is not None:
+            state.dark = True
+            if state.held is None:
+                state.held = []
+
+    def _on_confirmed(self, channel):
+        """A group's channel is subscribed again: replay what it missed, then go live."""
+        state = self.channels.get(channel)
+        if state is None or not state.dark:
+            return
+        state.dark = False
+        if state.recovery is not None:
+            state.again = True
+        else:
+            state.recovery = asyncio.ensure_future(self._recover(state))
+
+    async def _recover(self, state):
+        failures = 0
+        try:
+            while True:
+                state.again = False
                 try:
-                    done, _ = await asyncio.wait(
-                        [self._task_reader, watchdog], return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    watchdog.cancel()
-                for task in done:
-                    task.result()  # raises why the link ended
-                raise ConnectionError("the link ended")  # neither task returns otherwise
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self.linked.clear()
-                metrics.redis_failed("socket")
-                metrics.LINK_LOSSES.labels("silent" if isinstance(error, LinkSilent) else "error").inc()
-                delay = reconnect_delay(failures)
-                failures += 1
-                log.warning("Redis link lost (%s); reconnecting in %.2fs", error, delay)
-            finally:
-                await self._drop_pubsub()
-            await asyncio.sleep(delay)  # back off before reconnecting
-
-    async def _watch(self):
-        """Ping the link every period it is idle; it is lost only once a ping has gone
-        unanswered for GROUPCAST_REDIS_PING_MISSES periods in a row.
-
-        Missed periods are counted, not measured as silence: a pong landing just after a
-        check, or a stall of this event loop, costs at most one period, never a false
-        loss (which would make /readyz answer 503 and resubscribe and replay every group).
-        """
-        loop = asyncio.get_running_loop()
-        period = settings.GROUPCAST_REDIS_PING_SECONDS
-        misses = settings.GROUPCAST_REDIS_PING_MISSES
-        pinged = None  # when the unanswered ping went out, if one is outstanding
-        missed = 0
-        while True:
-            await asyncio.sleep(period)
-            if pinged is not None and self._heard >= pinged:
-                pinged, missed = None, 0  # answered (anything read after a ping proves the link)
-            if pinged is not None:
-                missed += 1
-                if missed >= misses:
-                    raise LinkSilent(f"no answer to a ping for {missed} periods of {period:g}s")
-            elif loop.time() - self._heard >= period / 2:
-                # Idle (nothing read for half a period or more): ask for a pong. A busy
-                # link proves itself with its traffic.
-                pinged = loop.time()
-                await self._pubsub.ping()
-
-    async def _link(self):
-        """Subscribe to every local group on a fresh connection, then replay any gap."""
-        for state in self.groups.values():
-            state.held = []
-        self._pubsub = self.link.pubsub()
-        self._heard = asyncio.get_running_loop().time()
-        channels = [self._control, self._broadcast] + [keys.fanout_channel(g).encode() for g in self.groups]
-        loop = asyncio.get_running_loop()
-        waits = []
-        for channel in channels:
-            self._confirmations[channel] = loop.create_future()
-            waits.append(self._confirmations[channel])
-        await self._pubsub.subscribe(*channels)
-        self._task_reader = asyncio.ensure_future(self._read(self._pubsub))
-        confirmed = asyncio.ensure_future(asyncio.wait_for(asyncio.gather(*waits), SUBSCRIBE_TIMEOUT))
-        confirmed.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await asyncio.wait([confirmed, self._task_reader], return_when=asyncio.FIRST_COMPLETED)
-        if not confirmed.done():
-            confirmed.cancel()
-            await self._task_reader  # raises why the link failed
-        confirmed.result()
-        self.linked.set()
-        metrics.redis_ok("socket")
-        for state in list(self.groups.values()):
-            await self._replay_gap(state)
+                    await self._replay_gap(state)
+                except Exception as error:  # the history read failed: try again
+                    delay = reconnect_delay(failures)
+                    failures += 1
+                    log.warning("replaying %s failed (%s); retrying in %.2fs", state.name, error, delay)
+                    await asyncio.sleep(delay)
+                    state.again = True
+                if state.dark:
+                    return  # lost again: the next confirmation replays from here
+                if not state.again:
+                    break
+            held, state.held = state.held, None
+            for offset, data_json in held:
+                self._deliver(state, offset, data_json)
+        finally:
+            state.recovery = None
 
     async def _replay_gap(self, state):
-        if state.held is None:
+        if state.last_offset is None:
             return
-        if state.last_offset is not None:
-            history = await history_read(self.client, group=state.name, since=state.last_offset)
-            if history.trimmed:
-                for subscriber in state.subscribers:
-                    subscriber.send_error(
-                        "history_trimmed",
-                        "messages were trimmed from history while Redis was unreachable",
-                        state.name,
-                    )
-            recovered = 0
-            async for page in history.pages():
-                for offset, data_json in page:
-                    self._deliver(state, offset, data_json)
-                recovered += len(page)
-            metrics.RECOVERED.inc(recovered * len(state.subscribers))
-        held, state.held = state.held, None
-        for offset, data_json in held:
-            self._deliver(state, offset, data_json)
-
-    async def _read(self, pubsub):
-        loop = asyncio.get_running_loop()
-        while True:
-            # No read timeout: liveness is the watchdog's job (_watch), which keeps
-            # cancellation of this task clean.
-            message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
-            self._heard = loop.time()
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "message":
-                self._on_message(message["channel"], message["data"])
-            elif kind == "subscribe":
-                confirmed = self._confirmations.pop(message["channel"], None)
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(None)
-
-    async def _drop_pubsub(self):
-        self.linked.clear()
-        task, self._task_reader = self._task_reader, None
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()  # also ends a read in progress
-            except Exception:
-                pass
-        if task is not None and not task.done():
-            task.cancel()
-            await _stopped(task)
-        for confirmed in self._confirmations.values():
-            if not confirmed.done():
-                confirmed.set_exception(ConnectionError("Redis link lost"))
-                confirmed.exception()
-        self._confirmations.clear()
-
-
-async def _stopped(task, timeout=2.0):
-    """Wait, bounded, for a cancelled task to finish (redis-py can delay a cancellation
-    that lands mid-read; the task then ends when its connection is closed)."""
-    done, _ = await asyncio.wait([task], timeout=timeout)
-    if not done:
-        log.warning("task %r did not stop within %.0fs", task.get_name(), timeout)
+        history = await history_read(self.client, group=state.name, since=state.last_offset)
+        if history.trimmed:
+            for subscriber in state.subscribers:
+                subscriber.send_error(
+                    "history_trimmed",
+                    "messages were trimmed from history while Redis was unreachable",
+                    state.name,
+                )
+        recovered = 0
+        async for page in history.pages():
+            for offset, data_json in page:
+                self._deliver(state, offset, data_json)
+            recovered += len(page)
+        metrics.RECOVERED.inc(recovered * len(state.subscribers))

@@ -15,9 +15,7 @@ import socket
 import uuid
 import weakref
 
-import redis.asyncio.retry
 from django.conf import settings
-from redis.backoff import NoBackoff
 
 from service import metrics
 from service.socket import frames
@@ -26,7 +24,7 @@ from service.socket.fanout import Fanout
 from service.socket.rebalance import Rebalancer
 from service.socket.subscribe_proxy import subscribe_proxy_from_settings
 from service.socket.subscribers import DISCONNECTED, RESTARTING, TRY_AGAIN_LATER
-from service.storage.clients import make_async
+from service.storage.clients import link_topology, make_async
 from service.storage.presence import Presence
 
 log = logging.getLogger(__name__)
@@ -68,15 +66,11 @@ class Hub:
         # the application's say on subscribes (None without GROUPCAST_SUBSCRIBE_PROXY_URL);
         # its slots bound the requests this process has in flight
         self.subscribe_proxy = subscribe_proxy_from_settings()
+        # Commands (history, presence) go through an ordinary client that reconnects by
+        # itself; the pub/sub links see every loss (link_topology).
         client = make_async(redis_url)
-        # No silent retries on the subscriber link: a lost link must be seen, so that the
-        # gap it leaves is replayed from history. Commands (history, presence) go through
-        # an ordinary client that reconnects by itself.
-        link = make_async(
-            redis_url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), health_check_interval=0
-        )
         self.presence = Presence(client, process_id)
-        self.fanout = Fanout(client=client, link=link, presence=self.presence)
+        self.fanout = Fanout(client=client, topology=link_topology(redis_url, client), presence=self.presence)
         self.fanout.on_control = self._control
         self.rebalancer = Rebalancer(self)
         self.presence.connections = lambda: len(self.subscribers)
@@ -93,12 +87,11 @@ class Hub:
         await self.fanout.close()
         await self.presence.close(draining=self.draining)
         await self.fanout.client.aclose()
-        await self.fanout.link.aclose()
 
     @property
     def linked(self):
-        """True while the process's Redis link is up (groups are live)."""
-        return self.fanout.linked.is_set()
+        """True while the process's Redis links are up (groups are live)."""
+        return self.fanout.linked
 
     # Connections
 

@@ -19,7 +19,9 @@ async def probes_app(scope, receive, send):
         if hub.draining:
             status, body = 503, {"status": "unready", "reason": "draining"}
         elif not hub.linked:
-            status, body = 503, {"status": "unready", "reason": "redis unreachable"}
+            # the links it holds are what it depends on: on a cluster, the shards of its groups
+            down = ", ".join(hub.fanout.subscriptions.down()) or "redis"
+            status, body = 503, {"status": "unready", "reason": f"redis unreachable ({down})"}
         else:
             status, body = 200, {"status": "ready"}
         body, kind = json.dumps(body).encode() + b"\n", b"application/json"

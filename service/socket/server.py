@@ -19,6 +19,7 @@ from twisted.internet import reactor
 from service.socket.handshakes import HandshakeGuard
 from service.socket.inbox import ClientInbox
 from service.socket.mailbox import Mailbox
+from service.storage.clients import startup_check
 from service.upstream import autobahn, daphne
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class SocketServer(daphne.Server):
         return Mailbox()
 
     def run(self):
+        startup_check("socket")
         reactor.callWhenRunning(self._started)
         super().run()
 

@@ -1,25 +1,29 @@
-"""Redis clients for every role, all from REDIS_URL.
-
-REDIS_URL is redis://, rediss:// or unix:// for one server, or
-redis+sentinel://[:password@]host:port[,host:port...]/<master name>[/db] to follow a
-Sentinel-managed master across failovers.
-"""
+"""Redis clients for every role, all from REDIS_URL (its forms: urls.py): one server,
+a Sentinel-managed master, or a Redis Cluster."""
 
 import asyncio
+import contextlib
 import functools
+import logging
 import weakref
-from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.sentinel
+import redis.cluster
 import redis.sentinel
 from django.conf import settings
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from service import metrics
+from service.storage.pubsub import shard_index
+from service.storage.urls import is_cluster, is_sentinel, parse_cluster_url, parse_sentinel_url
+
+# Everything that means Redis did not serve a request: redis-py's errors, the cluster
+# client's own (not a RedisError: no node reachable, slots not covered) and the socket's.
+REDIS_FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 # Fail fast: a publish must answer 503 within a couple of seconds, not hang.
 CLIENT_OPTIONS = {
@@ -30,45 +34,18 @@ CLIENT_OPTIONS = {
 }
 # Bounded and blocking: a burst of handshakes waits for a connection instead of failing.
 ASYNC_POOL_SIZE = 64
-
-
-@dataclass(frozen=True)
-class SentinelAddress:
-    sentinels: list
-    master: str
-    db: int = 0
-    password: str | None = None
-    options: dict = field(default_factory=dict)
-
-
-def parse_sentinel_url(url):
-    parts = urlsplit(url)
-    hosts = parts.netloc.rpartition("@")[2]
-    sentinels = []
-    for item in hosts.split(","):
-        host, _, port = item.rpartition(":")
-        sentinels.append((host or item, int(port) if host else 26379))
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ValueError("redis+sentinel:// URL needs the master name as its path")
-    return SentinelAddress(
-        sentinels=sentinels,
-        master=path[0],
-        db=int(path[1]) if len(path) > 1 else 0,
-        password=unquote(parts.password) if parts.password else None,
-    )
-
-
-def _is_sentinel(url):
-    return url.startswith("redis+sentinel://")
+# The cluster client cannot wait for a free connection: it has room for bursts instead.
+CLUSTER_POOL_SIZE = 1024
 
 
 @functools.lru_cache(maxsize=16)
 def url_db(url):
     """The database number a Redis URL selects (0 when it names none); cached, since every
     publish names its group's channel with it."""
-    if _is_sentinel(url):
+    if is_sentinel(url):
         return parse_sentinel_url(url).db
+    if is_cluster(url):
+        return 0
     return int(redis.connection.parse_url(url).get("db", 0))
 
 
@@ -79,19 +56,27 @@ def host_db(host):
     return int(host.get("db", 0))
 
 
-_sync_client = None
+_sync_clients = {}  # REDIS_URL -> client (one in a process; tests switch URLs)
 
 
 def redis_sync():
     """The process's synchronous client (http role and management commands)."""
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = _make_sync(settings.REDIS_URL)
-    return _sync_client
+    url = settings.REDIS_URL
+    client = _sync_clients.get(url)
+    if client is None:
+        client = _sync_clients[url] = _make_sync(url)
+    return client
 
 
 def _make_sync(url):
-    if _is_sentinel(url):
+    if is_cluster(url):
+        address = parse_cluster_url(url)
+        return redis.cluster.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in address.seeds],
+            **address.options(),
+            **CLIENT_OPTIONS,
+        )
+    if is_sentinel(url):
         address = parse_sentinel_url(url)
         sentinel = redis.sentinel.Sentinel(address.sentinels, **CLIENT_OPTIONS)
         return sentinel.master_for(
@@ -100,15 +85,16 @@ def _make_sync(url):
     return redis.Redis.from_url(url, **CLIENT_OPTIONS)
 
 
-_async_clients = weakref.WeakKeyDictionary()
+_async_clients = weakref.WeakKeyDictionary()  # loop -> {REDIS_URL: client}
 
 
 def redis_async():
     """The client for the running event loop (socket and worker roles)."""
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    url = settings.REDIS_URL
+    client = clients.get(url)
     if client is None:
-        client = _async_clients[loop] = make_async(settings.REDIS_URL)
+        client = clients[url] = make_async(url)
     return client
 
 
@@ -118,7 +104,16 @@ def make_async(url, **overrides):
     # Redis restart must be re-established, not surface as an error.
     options = CLIENT_OPTIONS | {"retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3)}
     options |= overrides
-    if _is_sentinel(url):
+    if is_cluster(url):
+        address = parse_cluster_url(url)
+        return redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode(host, port) for host, port in address.seeds],
+            # per node; the cluster client fails a command past it rather than wait
+            max_connections=CLUSTER_POOL_SIZE,
+            **address.options(),
+            **options,
+        )
+    if is_sentinel(url):
         address = parse_sentinel_url(url)
         sentinel = redis.asyncio.sentinel.Sentinel(address.sentinels, **options)
         return sentinel.master_for(
@@ -130,6 +125,83 @@ def make_async(url, **overrides):
     return redis.asyncio.Redis(connection_pool=pool)
 
 
+# What a command sent to a cluster node directly (not through the cluster client, which
+# follows these by itself) answers when the slot map it was routed by is stale.
+_MOVED = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN")
+
+
+def _stale_map(error):
+    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+        return True
+    return isinstance(error, redis.ResponseError) and str(error).startswith(_MOVED)
+
+
+@contextlib.contextmanager
+def primary_sync(key):
+    """A client whose commands share one connection to the master of `key`: the server
+    itself, or on a cluster its master for `key` (a script and its WAIT must share a
+    connection). On a cluster a failure refreshes the slot map for the next attempt."""
+    client = redis_sync()
+    if not isinstance(client, redis.cluster.RedisCluster):
+        yield client
+        return
+    try:
+        yield client.get_redis_connection(client.get_node_from_key(key))
+    except redis.RedisError as error:
+        if not _stale_map(error):
+            raise
+        try:
+            client.nodes_manager.initialize()
+        except REDIS_FAILURES:
+            pass  # no node answers now: the next attempt tries again
+        raise redis.ConnectionError(f"the shard of {key} failed or moved ({error})") from error
+
+
+_primaries = weakref.WeakKeyDictionary()  # async cluster client -> {node name: client}
+
+
+@contextlib.asynccontextmanager
+async def primary_async(client, key):
+    """primary_sync for an async client."""
+    if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+        yield client
+        return
+    await client.initialize()
+    node = client.get_node_from_key(key)
+    clients = _primaries.setdefault(client, {})
+    primary = clients.get(node.name)
+    if primary is None:
+        address = parse_cluster_url(settings.REDIS_URL)
+        primary = clients[node.name] = redis.asyncio.Redis(
+            host=node.host, port=node.port, **address.options(), **CLIENT_OPTIONS
+        )
+    try:
+        yield primary
+    except redis.RedisError as error:
+        if not _stale_map(error):
+            raise
+        try:
+            await client.nodes_manager.initialize()
+        except REDIS_FAILURES:
+            pass
+        raise redis.ConnectionError(f"the shard of {key} failed or moved ({error})") from error
+
+
+def link_topology(url, client):
+    """Where pub/sub links connect (service/storage/pubsub.py), for `client`, the async
+    client of the same URL. A link's connection makes no silent retries: a lost link must
+    be seen, so that the gap it leaves is replayed from history."""
+    from service.storage import pubsub
+
+    no_retries = {"retry": Retry(NoBackoff(), 0), "health_check_interval": 0}
+    if is_cluster(url):
+        address = parse_cluster_url(url)
+        options = CLIENT_OPTIONS | address.options() | no_retries
+        return pubsub.Cluster(client, lambda host, port: redis.asyncio.Redis(host=host, port=port, **options))
+    link = make_async(url, **no_retries)
+    return pubsub.Server(lambda: link, close=link.aclose)
+
+
 # channels_redis blocks in BZPOPMIN for up to 5 s; redis-py 8's default 5 s read timeout
 # would race it and kill the receive loop, so the layer's reads get more room.
 LAYER_READ_TIMEOUT = 15
@@ -137,7 +209,7 @@ LAYER_READ_TIMEOUT = 15
 
 def channel_layer_host(url):
     """channels_redis's description of the same server."""
-    if _is_sentinel(url):
+    if is_sentinel(url):
         address = parse_sentinel_url(url)
         return {
             "sentinels": address.sentinels,
@@ -155,12 +227,127 @@ def channel_layer_host(url):
     }
 
 
-def redis_reachable(role):
-    """Ping Redis with the process's client, recording the outcome in `role`'s metrics."""
+def redis_problem(role, keys=()):
+    """None when Redis answers for `role`, else why not, recorded in the role's metrics.
+    On a cluster only the masters the role depends on are asked: those of `keys`, or every
+    master; each is recorded by shard, and a failure refreshes the slot map."""
+    client = redis_sync()
     try:
-        redis_sync().ping()
-    except (redis.RedisError, OSError):
+        if isinstance(client, redis.cluster.RedisCluster):
+            problem = _shards_problem(role, client, keys)
+        else:
+            client.ping()
+            problem = None
+    except REDIS_FAILURES as error:
+        problem = f"redis unreachable ({error})"
+    if problem is None:
+        metrics.redis_ok(role)
+    else:
         metrics.redis_failed(role)
-        return False
-    metrics.redis_ok(role)
-    return True
+    return problem
+
+
+def _shards_problem(role, client, keys):
+    nodes = {node.name: node for node in
+             ([client.get_node_from_key(key) for key in keys] if keys else client.get_primaries())}
+    down = []
+    for name, node in sorted(nodes.items()):
+        shard = shard_index(client.nodes_manager.slots_cache, name)
+        try:
+            client.get_redis_connection(node).ping()
+            metrics.shard_up(role, shard, True)
+        except REDIS_FAILURES as error:
+            metrics.shard_up(role, shard, False)
+            down.append(f"shard {shard} ({name}): {error}")
+    if not down:
+        return None
+    try:
+        client.nodes_manager.initialize()  # a replica may have taken over
+    except REDIS_FAILURES:
+        pass
+    return "redis unreachable: " + "; ".join(down)
+
+
+async def aredis_problem(role, keys=()):
+    """redis_problem for async code (the worker's probes)."""
+    client = redis_async()
+    try:
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            problem = await _ashards_problem(role, client, keys)
+        else:
+            await client.ping()
+            problem = None
+    except REDIS_FAILURES as error:
+        problem = f"redis unreachable ({error})"
+    if problem is None:
+        metrics.redis_ok(role)
+    else:
+        metrics.redis_failed(role)
+    return problem
+
+
+async def _ashards_problem(role, client, keys):
+    await client.initialize()
+    nodes = {node.name: node for node in
+             ([client.get_node_from_key(key) for key in keys] if keys else client.get_primaries())}
+    down = []
+    for name, node in sorted(nodes.items()):
+        shard = shard_index(client.nodes_manager.slots_cache, name)
+        try:
+            await client.execute_command("PING", target_nodes=node)
+            metrics.shard_up(role, shard, True)
+        except REDIS_FAILURES as error:
+            metrics.shard_up(role, shard, False)
+            down.append(f"shard {shard} ({name}): {error}")
+    if not down:
+        return None
+    try:
+        await client.nodes_manager.initialize()
+    except REDIS_FAILURES:
+        pass
+    return "redis unreachable: " + "; ".join(down)
+
+
+def cluster_problem(url, timeout=2.0):
+    """Why a cluster REDIS_URL cannot serve, asked of its seed nodes, or None: a seed that
+    is not a cluster node, no seed answering, or slots that no master serves."""
+    address = parse_cluster_url(url)
+    failures = []
+    for host, port in address.seeds:
+        client = redis.Redis(host=host, port=port, socket_connect_timeout=timeout, socket_timeout=timeout,
+                             decode_responses=True, **address.options())
+        try:
+            info = client.execute_command("CLUSTER INFO")
+        except redis.ResponseError as error:
+            if "cluster support disabled" in str(error).lower():
+                return (f"{host}:{port} is not a Redis Cluster node (cluster support disabled): "
+                        f"REDIS_URL=redis://{host}:{port} names a single server")
+            failures.append(f"{host}:{port}: {error}")
+            continue
+        except REDIS_FAILURES as error:
+            failures.append(f"{host}:{port}: {error}")
+            continue
+        finally:
+            client.close()
+        state, assigned = info.get("cluster_state"), int(info.get("cluster_slots_assigned", 0))
+        if state != "ok" or assigned < 16384:
+            return (f"the Redis Cluster does not serve every slot ({assigned} of 16384 assigned, "
+                    f"cluster_state {state}): create or repair it (redis-cli --cluster create / fix)")
+        return None
+    return "no seed node of the Redis Cluster answers (" + "; ".join(failures) + ")"
+
+
+def startup_check(role):
+    """At a role's start, say clearly what is wrong with a cluster REDIS_URL. A seed that
+    is not a cluster node is a configuration error: the process stops. Nothing answering
+    yet, or slots not all served, may be a cluster still starting: the process waits
+    (its /readyz says why) and logs the problem."""
+    url = settings.REDIS_URL
+    if not is_cluster(url):
+        return
+    problem = cluster_problem(url)
+    if problem is None:
+        return
+    if "not a Redis Cluster node" in problem:
+        raise SystemExit(f"REDIS_URL: {problem}")
+    logging.getLogger("service.storage").error("REDIS_URL: %s (%s keeps trying)", problem, role)

@@ -19,7 +19,8 @@ def control_request(*, op, sub, **fields):
     client = redis_sync()
     reply = keys.control_reply(uuid.uuid4().hex)
     request = json.dumps({"op": op, "sub": sub, "reply": reply, **fields})
-    listeners = client.publish(keys.control_channel(), request)
+    publish = client.spublish if keys.clustered() else client.publish
+    listeners = publish(keys.control_channel(), request)
     done = 0
     deadline = time.monotonic() + ANSWER_SECONDS
     for _ in range(listeners):

@@ -3,13 +3,17 @@ socket process.
 
 Each socket process keeps its own per-group counts in a Redis hash and refreshes its
 entry in the processes set on a heartbeat. Members are the subscribers that asked for
-presence: per group, a hash of sub -> connections and one of sub -> info, and per
-process, a hash of "group sub" -> its own connections. A member joins with its first
-connection anywhere and leaves with its last (joins and leaves are announced on the
-group's pub/sub channel). A process that stops beating (killed, or drained) is swept by
-the next live one after GROUPCAST_PRESENCE_TTL: its connections are taken off, and the
-members that had none elsewhere leave. Times come from the Redis server's clock, so pods
-with skewed clocks agree.
+presence: per group, a hash of sub -> connections and one of sub -> info, and per group
+and process, a hash of sub -> that process's connections; each process also lists the
+groups it holds members in. A member joins with its first connection anywhere and
+leaves with its last (joins and leaves are announced on the group's pub/sub channel). A
+process that stops beating (killed, or drained) is swept by the next live one after
+GROUPCAST_PRESENCE_TTL: group by group, its connections are taken off, and the members
+that had none elsewhere leave. Times come from the Redis server's clock, so pods with
+skewed clocks agree.
+
+No script touches two slots of a Redis Cluster: the fleet's keys share one slot and each
+group's keys the group's slot (keys.py), so a sweep visits the groups one script each.
 """
 
 import asyncio
@@ -58,53 +62,61 @@ return total
 """
 
 
-# A member's connections change by ARGV[3] (+1 or -1).
-# KEYS: members hash, info hash, this process's members hash.
-# ARGV: group, sub, delta, info json, the group's pub/sub channel.
+# A member's connections here change by ARGV[2] (+1 or -1).
+# KEYS: members hash, info hash, this process's members hash (all of the group).
+# ARGV: sub, delta, info json, the group's pub/sub channel.
 MEMBER_SCRIPT = """
-local field = ARGV[1] .. ' ' .. ARGV[2]
-if redis.call('HINCRBY', KEYS[3], field, ARGV[3]) <= 0 then redis.call('HDEL', KEYS[3], field) end
-local total = redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[3])
-if tonumber(ARGV[3]) > 0 then
+if redis.call('HINCRBY', KEYS[3], ARGV[1], ARGV[2]) <= 0 then redis.call('HDEL', KEYS[3], ARGV[1]) end
+local total = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if tonumber(ARGV[2]) > 0 then
   if total == 1 then
-    redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
-    redis.call('PUBLISH', ARGV[5], %(join)s)
+    redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+    redis.call('PUBLISH', ARGV[4], %(join)s)
   end
 elseif total <= 0 then
-  redis.call('HDEL', KEYS[1], ARGV[2])
-  redis.call('HDEL', KEYS[2], ARGV[2])
-  redis.call('PUBLISH', ARGV[5], %(leave)s)
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('PUBLISH', ARGV[4], %(leave)s)
 end
 return total
-""" % {"join": wire.join_lua("ARGV[2]", "ARGV[4]"), "leave": wire.leave_lua("ARGV[2]")}
+""" % {"join": wire.join_lua("ARGV[1]", "ARGV[3]"), "leave": wire.leave_lua("ARGV[1]")}
 
-# Processes whose heartbeat ran out: take their members' connections off (those left
-# with none leave), then forget the process. A few per call; every heartbeat calls it.
-# KEYS: processes zset. ARGV: key prefix, pub/sub channel prefix, the first process to
-# sweep at once ('' for none: a process closing without a drain).
-SWEEP_SCRIPT = """
+# Processes whose heartbeat ran out, a few at a time, each with the groups it held
+# members in. KEYS: processes zset. ARGV: member-groups key prefix, the process to sweep
+# at once ('' for none: a process closing without a drain).
+DEAD_SCRIPT = """
 local now = tonumber(redis.call('TIME')[1])
-if ARGV[3] ~= '' then redis.call('ZADD', KEYS[1], 0, ARGV[3]) end
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 10)
-for _, process in ipairs(dead) do
-  local own = ARGV[1] .. 'members-of:' .. process
-  local entries = redis.call('HGETALL', own)
-  for i = 1, #entries, 2 do
-    local cut = string.find(entries[i], ' ', 1, true)
-    local group, sub = string.sub(entries[i], 1, cut - 1), string.sub(entries[i], cut + 1)
-    local members = ARGV[1] .. 'members:' .. group
-    if redis.call('HINCRBY', members, sub, -tonumber(entries[i + 1])) <= 0 then
-      redis.call('HDEL', members, sub)
-      redis.call('HDEL', members .. ':info', sub)
-      redis.call('PUBLISH', ARGV[2] .. group, %(leave)s)
-    end
-  end
-  redis.call('DEL', own, ARGV[1] .. 'presence:' .. process)
-  redis.call('HDEL', ARGV[1] .. 'connections', process)
-  redis.call('ZREM', KEYS[1], process)
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[1], 0, ARGV[2]) end
+local out = {}
+for _, process in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 10)) do
+  table.insert(out, {process, redis.call('SMEMBERS', ARGV[1] .. process)})
 end
-return #dead
+return out
+"""
+
+# A dead process's members in one group: their connections are taken off (those left with
+# none leave). KEYS: members hash, info hash, the process's members hash. ARGV: channel.
+SWEEP_GROUP_SCRIPT = """
+local entries = redis.call('HGETALL', KEYS[3])
+for i = 1, #entries, 2 do
+  local sub = entries[i]
+  if redis.call('HINCRBY', KEYS[1], sub, -tonumber(entries[i + 1])) <= 0 then
+    redis.call('HDEL', KEYS[1], sub)
+    redis.call('HDEL', KEYS[2], sub)
+    redis.call('PUBLISH', ARGV[1], %(leave)s)
+  end
+end
+redis.call('DEL', KEYS[3])
+return #entries / 2
 """ % {"leave": wire.leave_lua("sub")}
+
+# Forget a swept process. KEYS: processes zset, its counts hash, its member-groups set,
+# the connections hash. ARGV: process id.
+FORGET_SCRIPT = """
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+"""
 
 # A page of a group's members. KEYS: members hash, info hash. ARGV: cursor, count.
 MEMBERS_SCRIPT = """
@@ -130,8 +142,10 @@ class Presence:
         self._flushing = None
         self._heartbeat = None
         self._beat = client.register_script(BEAT_SCRIPT)
-        self._member = client.register_script(MEMBER_SCRIPT)
-        self._sweep = client.register_script(SWEEP_SCRIPT)
+        self._member = client.register_script(keys.sharded(MEMBER_SCRIPT))
+        self._dead = client.register_script(DEAD_SCRIPT)
+        self._sweep_group = client.register_script(keys.sharded(SWEEP_GROUP_SCRIPT))
+        self._forget = client.register_script(FORGET_SCRIPT)
         self._members = client.register_script(MEMBERS_SCRIPT)
         self._fleet = client.register_script(FLEET_SCRIPT)
         # called after each heartbeat: the process's connection count, and what to do next
@@ -139,6 +153,8 @@ class Presence:
         self.after_beat = None
         # "group sub" -> this process's connections: what the members hash holds for it
         self.members_here = {}
+        # group -> this process's member connections in it (listed in member_groups)
+        self.member_groups = {}
 
     def start(self):
         self._heartbeat = asyncio.ensure_future(self._beat_forever())
@@ -202,10 +218,23 @@ class Presence:
             self.members_here[field] = count
         else:
             self.members_here.pop(field, None)
+        in_group = self.member_groups.get(group, 0) + delta
+        if in_group > 0:
+            self.member_groups[group] = in_group
+        else:
+            self.member_groups.pop(group, None)
+        if delta > 0 and in_group == 1:
+            # listed before its members are written, so a sweep always finds them
+            await self.client.sadd(keys.member_groups(self.process_id), group)
         await self._member(
-            keys=[keys.members(group), keys.members_info(group), keys.members_of(self.process_id)],
-            args=[group, sub, delta, info_json or "null", keys.fanout_channel(group)],
+            keys=[keys.members(group), keys.members_info(group), keys.members_here(group, self.process_id)],
+            args=[sub, delta, info_json or "null", keys.fanout_channel(group)],
         )
+        if in_group <= 0:
+            await self.client.srem(keys.member_groups(self.process_id), group)
+            if self.member_groups.get(group):
+                # a join came meanwhile, and its SADD may have landed before the SREM
+                await self.client.sadd(keys.member_groups(self.process_id), group)
 
     async def members(self, *, group, cursor="0", count=100):
         """(members, member_count, next cursor or None): a page of the group's members,
@@ -213,11 +242,24 @@ class Presence:
         return await members_page(self.client, group=group, cursor=cursor, count=count)
 
     async def sweep(self, now=False):
-        """Take dead processes' members off; `now`: this process, at once."""
-        await self._sweep(
+        """Take dead processes' members off, group by group; `now`: this process, at once."""
+        dead = await self._dead(
             keys=[keys.presence_processes()],
-            args=[keys.prefix() + ":", keys.fanout_prefix(), self.process_id if now else ""],
+            args=[keys.member_groups(""), self.process_id if now else ""],
         )
+        for process, groups in dead:
+            process = _text(process)
+            for group in groups:
+                group = _text(group)
+                await self._sweep_group(
+                    keys=[keys.members(group), keys.members_info(group), keys.members_here(group, process)],
+                    args=[keys.fanout_channel(group)],
+                )
+            await self._forget(
+                keys=[keys.presence_processes(), keys.presence_counts(process),
+                      keys.member_groups(process), keys.connections()],
+                args=[process],
+            )
 
     async def _beat_forever(self):
         interval = settings.GROUPCAST_PRESENCE_TTL / 3

@@ -3,18 +3,20 @@
 Both happen in one Lua script, so a stored message is never unannounced and an
 announced one is always stored; the stream id Redis assigns is the message's offset.
 The announcement carries the offset and the data JSON, which is all a socket process
-needs to build the client frame once.
+needs to build the client frame once. On a Redis Cluster the script runs on the group's
+shard (its keys and channel share the group's slot) and announces with SPUBLISH.
 """
 
 import json
 import time
+import weakref
 
 import redis
 from django.conf import settings
 
 from service import metrics
 from service.storage import keys, wire
-from service.storage.clients import redis_async, redis_sync
+from service.storage.clients import primary_async, primary_sync, redis_async, redis_sync
 
 PUBLISH_SCRIPT = """
 if KEYS[2] then
@@ -27,6 +29,7 @@ redis.call('PUBLISH', ARGV[1], %s)
 if KEYS[2] then redis.call('SET', KEYS[2], offset, 'EX', ARGV[5]) end
 return {offset, 1}
 """ % wire.announcement_lua("offset", "ARGV[2]")
+
 # How long an idempotency key remembers its publish.
 ONCE_TTL = 86400
 
@@ -45,7 +48,7 @@ def encode_data(data):
 def _script_args(group, data_json, once_key):
     script_keys = [keys.stream(group)]
     if once_key is not None:
-        script_keys.append(keys.once(once_key))
+        script_keys.append(keys.once(group, once_key))
     args = [
         keys.fanout_channel(group),
         data_json,
@@ -78,7 +81,7 @@ def _result(group, reply, started):
     return offset
 
 
-_sync_script = None
+_scripts = weakref.WeakKeyDictionary()  # sync client -> its publish script
 
 
 def publish_message(*, group, data, once_key=None):
@@ -88,17 +91,19 @@ def publish_message(*, group, data, once_key=None):
     without publishing again (retries stay exactly-once).
     Raises redis.RedisError when Redis did not accept the message.
     """
-    global _sync_script
     started = time.perf_counter()
-    if _sync_script is None:
-        _sync_script = redis_sync().register_script(PUBLISH_SCRIPT)
+    client = redis_sync()
+    script = _scripts.get(client)
+    if script is None:
+        script = _scripts[client] = client.register_script(keys.sharded(PUBLISH_SCRIPT))
     script_keys, args = _script_args(group, encode_data(data), once_key)
     replicas = _replicas()
     if replicas is None:
-        return _result(group, _sync_script(keys=script_keys, args=args), started)
-    # WAIT in the same round trip: it covers the script's writes on this connection.
-    with redis_sync().pipeline(transaction=False) as pipe:
-        _sync_script(keys=script_keys, args=args, client=pipe)
+        return _result(group, script(keys=script_keys, args=args), started)
+    # WAIT in the same round trip: it covers the script's writes on this connection (on a
+    # cluster, a connection to the group's master).
+    with primary_sync(script_keys[0]) as primary, primary.pipeline(transaction=False) as pipe:
+        script(keys=script_keys, args=args, client=pipe)
         pipe.execute_command("WAIT", *replicas)
         reply, acknowledged_by = pipe.execute()
     _check_replicated(acknowledged_by)
@@ -114,12 +119,12 @@ async def apublish_encoded(*, group, data_json, once_key=None):
     """apublish_message for data already encoded as canonical JSON (encode_data)."""
     started = time.perf_counter()
     client = redis_async()
-    script = client.register_script(PUBLISH_SCRIPT)
+    script = client.register_script(keys.sharded(PUBLISH_SCRIPT))
     script_keys, args = _script_args(group, data_json, once_key)
     replicas = _replicas()
     if replicas is None:
         return _result(group, await script(keys=script_keys, args=args), started)
-    async with client.pipeline(transaction=False) as pipe:
+    async with primary_async(client, script_keys[0]) as primary, primary.pipeline(transaction=False) as pipe:
         await script(keys=script_keys, args=args, client=pipe)
         pipe.execute_command("WAIT", *replicas)
         reply, acknowledged_by = await pipe.execute()

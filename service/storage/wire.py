@@ -66,7 +66,14 @@ def body(payload):
     return payload[1:]
 
 
-def group_channel(prefix, db, group):
+def group_channel(prefix, db, group, *, cluster=False):
     """The pub/sub channel of a group. Pub/sub ignores the database, so its number is in
-    the name: deployments sharing a Redis server by prefix or by database stay apart."""
-    return f"{prefix}:fanout:{db}:{group}"
+    the name: deployments sharing a Redis server by prefix or by database stay apart. On a
+    Redis Cluster the group is a hash tag: the channel is in the slot of the group's keys."""
+    return f"{prefix}:fanout:{db}:{{{group}}}" if cluster else f"{prefix}:fanout:{db}:{group}"
+
+
+def channel_group(prefix, db, channel, *, cluster=False):
+    """The group of a group's pub/sub channel (group_channel's inverse)."""
+    group = channel[len(group_channel(prefix, db, "")):]
+    return group[1:-1] if cluster else group

@@ -50,6 +50,11 @@ class RedisChannelLayer(UpstreamLayer):
         core.py's own per-loop set (which patches the loop's close() to hold the layer)."""
         return None
 
+    def loop_connections_closing(self, loop):
+        """Connections a subclass keeps per loop in place of core.py's, taken off for
+        closing (None when it keeps none for `loop`)."""
+        return None
+
     def connection(self, index):
         """core.py connection(), through own_connections() where there are some."""
         connections = self.own_connections()
@@ -128,8 +133,7 @@ class RedisChannelLayer(UpstreamLayer):
                 over_capacity += over
         return over_capacity
 
-    @staticmethod
-    def connection_set(layer):
+    def connection_set(self, layer):
         """A set of connections, one per host, made as core.py makes them per loop."""
         return RedisLoopLayer(layer)
 
@@ -140,6 +144,6 @@ class RedisChannelLayer(UpstreamLayer):
         cleaners = [c for c in self.receive_cleaners if c.get_loop() is loop]
         if cleaners:
             await asyncio.wait(cleaners)
-        pools = self._layers.pop(loop, None) or self.own_connections()
+        pools = self._layers.pop(loop, None) or self.loop_connections_closing(loop) or self.own_connections()
         if pools is not None:
             await pools.flush()

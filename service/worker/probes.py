@@ -10,10 +10,11 @@ import json
 import logging
 
 from django.conf import settings
-from redis import RedisError
 
 from service import metrics
-from service.storage.clients import redis_async
+from service.layer.cluster import key_prefix
+from service.storage import keys
+from service.storage.clients import aredis_problem
 from service.worker.probe_server import JSON, ProbeServer, error_body
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class _Readiness:
     def __init__(self):
         self._asking = None
 
-    async def redis_up(self):
+    async def redis_problem(self):
         asking = self._asking
         if asking is None or asking.done() or asking.get_loop() is not asyncio.get_running_loop():
             self._asking = asyncio.ensure_future(self._ping())
@@ -49,12 +50,17 @@ class _Readiness:
         bound = min(2.0, settings.GROUPCAST_METRICS_TIMEOUT / 2)
         try:
             async with asyncio.timeout(bound):
-                await redis_async().ping()
-        except (RedisError, OSError, TimeoutError):
+                # On a cluster: the shards of the job records and of the channel layer,
+                # which the worker depends on; not the groups' shards.
+                return await aredis_problem("worker", [keys.jobs_due(), layer_key_slot()])
+        except TimeoutError:
             metrics.redis_failed("worker")
-            return False
-        metrics.redis_ok("worker")
-        return True
+            return f"redis unreachable (no answer within {bound:g}s)"
+
+
+def layer_key_slot():
+    """A key in the channel layer's slot (its prefix, a hash tag on a cluster)."""
+    return key_prefix(settings.GROUPCAST_REDIS_PREFIX)
 
 
 _readiness = _Readiness()
@@ -69,8 +75,9 @@ async def route(method, path):
     if path == "/readyz":
         if _lifecycle != "serving":
             return _unready(_lifecycle)
-        if not await _readiness.redis_up():
-            return _unready("redis unreachable")
+        problem = await _readiness.redis_problem()
+        if problem is not None:
+            return _unready(problem)
         return 200, b'{"status":"ready"}\n', JSON, {}
     if path == "/metrics":
         body, kind = metrics.exposition()

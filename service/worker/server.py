@@ -10,10 +10,9 @@ import logging
 import signal
 
 from django.conf import settings
-from redis import RedisError
 
 from service import metrics
-from service.storage.clients import redis_async
+from service.storage.clients import REDIS_FAILURES, redis_async
 from service.storage.jobs import jobs_due
 from service.upstream.channels import GatedWorker
 from service.worker import jobs, probes
@@ -70,7 +69,7 @@ class GroupcastWorker(GatedWorker):
                 message = await self.channel_layer.receive(channel)
                 metrics.redis_ok("worker")
                 return message
-            except (RedisError, OSError) as error:
+            except REDIS_FAILURES as error:
                 metrics.redis_failed("worker")
                 log.warning("receiving on %s failed (%s); retrying in %.1fs", channel, error, delay)
                 await asyncio.sleep(delay)  # back off while Redis is away

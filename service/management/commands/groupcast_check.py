@@ -15,9 +15,8 @@ import uuid
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from redis import RedisError
 
-from service.storage.clients import redis_sync
+from service.storage.clients import REDIS_FAILURES, redis_sync
 
 TIMEOUT = 10
 
@@ -36,7 +35,7 @@ class Command(BaseCommand):
                           f"{len(settings.GROUPCAST_JWT_SECRETS)} JWT secret(s)")
         try:
             info = redis_sync().info("server")
-        except RedisError as error:
+        except REDIS_FAILURES as error:
             raise CommandError(f"Redis unreachable: {error}") from None
         version = info.get("redis_version", "?")
         if tuple(int(p) for p in version.split(".")[:2]) < (7, 0):

@@ -3,9 +3,9 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
-from redis import RedisError
 
 from service.groups import GROUP_RULE, is_group_name
+from service.storage.clients import REDIS_FAILURES
 from service.storage.publishing import publish_message
 
 
@@ -25,5 +25,5 @@ class Command(BaseCommand):
             raise CommandError(f"data is not JSON: {error}") from None
         try:
             self.stdout.write(publish_message(group=group, data=value))
-        except RedisError as error:
+        except REDIS_FAILURES as error:
             raise CommandError(f"Redis is unreachable: {error}") from None

@@ -4,6 +4,7 @@ from channels.management.commands import runworker
 from django.conf import settings
 
 from service import metrics
+from service.storage.clients import startup_check
 from service.worker.probes import worker_probe_serve
 from service.worker.server import GroupcastWorker
 
@@ -12,6 +13,7 @@ class Command(runworker.Command):
     worker_class = GroupcastWorker
 
     def handle(self, *args, **options):
+        startup_check("worker")
         metrics.declare_role("worker")
         worker_probe_serve(settings.GROUPCAST_METRICS_PORT, settings.GROUPCAST_METRICS_HOST)
         super().handle(*args, **options)
