@@ -102,7 +102,7 @@ on_exit() {
     log "E2E_KEEP=1: cluster $CLUSTER kept (KUBECONFIG=$KUBECONFIG)"
   else
     step "delete cluster" delete_cluster
-    step "scenario 8: teardown leaves nothing running" verify_teardown || rc=1
+    step "scenario 9: teardown leaves nothing running" verify_teardown || rc=1
     rm -rf "$KUBECONFIG" "$WORK/urls.env" "$WORK/images"
   fi
   rm -f "$PORT_FORWARD_PIDS"
@@ -196,14 +196,17 @@ offline_dns() {
 
 # kind's usual local-path provisioner cannot be built offline; the node image's default
 # StorageClass binds these hostPath volumes (WaitForFirstConsumer, pinned to their node).
+# Enough for every claim of the run on one node (the control-plane keeps its NoSchedule
+# taint): the single Redis, the six nodes of the Redis Cluster scenario, skaffold's Redis.
+PVS_PER_NODE=10
 create_volumes() {
   local n i
   for n in $(kubectl get nodes -o jsonpath='{.items[*].metadata.name}'); do
     # like local-path-provisioner: writable by the non-root uid a chart runs Redis as
-    podman exec "$n" bash -c 'mkdir -p /var/local-pv/pv{1,2,3} && chmod 0777 /var/local-pv/pv{1,2,3}' </dev/null
+    podman exec "$n" bash -c "for i in \$(seq $PVS_PER_NODE); do mkdir -p /var/local-pv/pv\$i && chmod 0777 /var/local-pv/pv\$i; done" </dev/null
   done
   for n in $(kubectl get nodes -o jsonpath='{.items[*].metadata.name}'); do
-    for i in 1 2 3; do
+    for i in $(seq "$PVS_PER_NODE"); do
       cat <<EOF
 ---
 apiVersion: v1
@@ -373,7 +376,7 @@ skaffold_run() (
   kubectl delete namespace "$ns" --wait --timeout=180s >&2
 )
 
-# Scenario 8: after the cluster is deleted nothing of the run may be left.
+# Scenario 9: after the cluster is deleted nothing of the run may be left.
 verify_teardown() {
   local left=0
   if [[ -n $(KIND_TIMEOUT=60 kind get clusters 2>/dev/null) ]]; then
