@@ -452,7 +452,8 @@ def plots(run, prefix):
             axis.set_yscale("log")
             axis.set_xlabel("connections in one group")
             axis.set_ylabel(ylabel)
-            axis.set_title(f"{phase} (medians; bars: the rounds' range)")
+            axis.set_title(f"{phase} (repeated scenarios: median, bars: the rounds' range)",
+                           fontsize=9)
             axis.grid(True, which="both", alpha=0.3)
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=8)
@@ -474,8 +475,8 @@ def _rows_chart(plt, results, path):
     panels = [
         ("deliveries per server CPU-second (saturation)", ["one-group-1000", "groups-of-10",
                                                            "groups-of-10-ws", "sse"], True),
-        ("connects per server CPU-second (10,000 clients)", ["connect"], True),
-        ("server RSS per idle connection, kB (10,000 clients)", ["idle-memory"], False),
+        ("connects per server CPU-second\n(10,000 clients)", ["connect"], True),
+        ("server RSS per idle connection, kB\n(10,000 clients)", ["idle-memory"], False),
     ]
     labels = {"one-group-1000": "one group\nof 1,000", "groups-of-10": "100 groups of 10\nHTTP publish",
               "groups-of-10-ws": "100 groups of 10\nWebSocket publish", "sse": "one group of 1,000\nSSE",
@@ -500,6 +501,7 @@ def _rows_chart(plt, results, path):
                          color=f"C{index}")
         axis.set_xticks(range(len(keys)))
         axis.set_xticklabels([labels[k] for k in keys], fontsize=8)
+        axis.set_xlim(-0.5, len(keys) - 0.5)
         if log:
             axis.set_yscale("log")
         if keys == ["idle-memory"]:
@@ -507,7 +509,8 @@ def _rows_chart(plt, results, path):
         axis.set_title(title, fontsize=9)
         axis.grid(True, axis="y", which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
-    axes[2].legend(fontsize=7)
+    target = [h for h, label in zip(*axes[2].get_legend_handles_labels()) if label.startswith("target")]
+    axes[2].legend(target, ["target ≤ 16 kB (groupcast)"], fontsize=7, loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
