@@ -37,7 +37,11 @@ SYSTEM_PODS_TIMEOUT=240
 INSTALL_TIMEOUT=300
 
 kubectl() { "$KUBECTL" "$@"; }
-kind() { timeout "${KIND_TIMEOUT:-$CREATE_TIMEOUT}" "$KIND" "$@"; }
+# Without the run's lock (fd 8): containers outlive their command (conmon, aardvark-dns,
+# the podman API service), and holding it they would lock the next run out for as long as
+# a cluster kept with E2E_KEEP=1 lives.
+kind() { timeout "${KIND_TIMEOUT:-$CREATE_TIMEOUT}" "$KIND" "$@" 8>&-; }
+podman() { command podman "$@" 8>&-; }
 
 # --- teardown -----------------------------------------------------------------------------
 
@@ -137,7 +141,7 @@ check_podman_network() (
   # the node image is at hand and has getent; the containers end by themselves if left behind
   local c
   for c in a b; do
-    timeout 60 podman run -d --name "$net-$c" --network "$net" --entrypoint sleep "$NODE_IMAGE" 300 >/dev/null
+    timeout 60 podman run -d --name "$net-$c" --network "$net" --entrypoint sleep "$NODE_IMAGE" 300 >/dev/null 8>&-
   done
   local deadline=$((SECONDS + 30))
   until timeout 10 podman exec "$net-b" getent hosts "$net-a" >/dev/null 2>&1; do
@@ -344,9 +348,10 @@ scenarios() {
 skaffold_run() (
   local sock=$WORK/podman.sock ns=$SKAFFOLD_NAMESPACE api_pid
   # skaffold inspects and tags the built image through a Docker API: podman's, on a socket of
-  # our own (the service also ends by itself after 10 idle minutes, should this step be killed)
+  # our own (the service also ends by itself after 10 idle minutes, should this step be killed);
+  # `command`: the binary itself, so that $! is its pid and the trap stops it, not a subshell
   rm -f "$sock"
-  podman system service --time=600 "unix://$sock" >"$LOGS/podman-api.log" 2>&1 &
+  command podman system service --time=600 "unix://$sock" >"$LOGS/podman-api.log" 2>&1 8>&- &
   api_pid=$!
   # shellcheck disable=SC2064  # the pid and path are fixed now
   trap "kill $api_pid 2>/dev/null; wait $api_pid 2>/dev/null; rm -f '$sock'" EXIT

@@ -313,6 +313,9 @@ async def test_redis_cluster_master_pod_deleted_under_publish_streams(api, clust
 
         victim_stream = streams[victim_group]
         refused = [t for t, status in victim_stream.history if status != 200 and t >= deleted_at]
+        # when the victim's group was acknowledged again: the first 200 after its refusals began
+        # (publishes answered just after the delete reached the master before it went)
+        again = [t for t, status in victim_stream.history if status == 200 and refused and t > refused[0]]
         report.add(
             "8 redis cluster: master pod deleted",
             upgrade_to_cluster_s=round(upgraded_in, 1),
@@ -324,6 +327,8 @@ async def test_redis_cluster_master_pod_deleted_under_publish_streams(api, clust
             failover_s=round(promoted_after, 1),
             pod_back_and_synced_s=round(back_after, 1),
             victim_group_refused_s=round(refused[-1] - refused[0], 1) if refused else 0,
+            victim_group_first_503_after_delete_s=round(refused[0] - deleted_at, 1) if refused else None,
+            victim_group_200_again_after_delete_s=round(again[0] - deleted_at, 1) if again else None,
             victim_group_outcomes=dict(victim_stream.outcomes),
             victim_group_refusals=dict(victim_stream.refusals),
             victim_group_acked=len(victim_stream.acked),

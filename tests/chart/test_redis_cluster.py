@@ -10,7 +10,9 @@ import pytest
 from .manifests import CHART, env_of, find, one, pod_specs, validate_manifest
 
 CLUSTER = {"redis": {"cluster": {"enabled": True}}}
-NODE = "groupcast-redis-cluster-{}.groupcast-redis-cluster-headless:6379"
+# each node's stable DNS name, fully qualified: a name a client is given (CLUSTER SLOTS,
+# MOVED) must resolve from any namespace
+NODE = "groupcast-redis-cluster-{}.groupcast-redis-cluster-headless.groupcast.svc:6379"
 SEEDS = [NODE.format(i) for i in range(6)]
 ROLES = ("http", "socket", "worker")
 
@@ -59,8 +61,13 @@ def test_the_cluster_replaces_the_single_redis(render):
     assert env_of(container)["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env_of(container)["REDIS_CLUSTER_NODES"]["value"] == " ".join(SEEDS)
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"redis": 6379, "cluster-bus": 16379}
-    assert container["readinessProbe"]["exec"]["command"][:2] == ["sh", "-c"]
-    assert container["lifecycle"]["postStart"]["exec"]["command"][:2] == ["sh", "-c"]
+    # to clients each node is its stable name, not the pod IP that changes with every pod
+    assert arg(args, "--cluster-announce-hostname") == "$(POD_NAME).groupcast-redis-cluster-headless.groupcast.svc"
+    assert arg(args, "--cluster-preferred-endpoint-type") == "hostname"
+    assert env_of(container)["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # ready.sh, its comments left out (test_redis_cluster_scripts.py runs it)
+    probe = container["readinessProbe"]["exec"]["command"]
+    assert probe[:2] == ["sh", "-c"] and "cluster meet" in probe[2] and "\n#" not in probe[2]
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/data"}
 
     headless = one(docs, "Service", "groupcast-redis-cluster-headless")
