@@ -301,7 +301,7 @@ async def test_redis_cluster_master_pod_deleted_under_publish_streams(api, clust
             deadline = time.monotonic() + 120
             while (answer := await publisher.apublish(group, {"after": "restart"}, timeout=10)).status != 200:
                 assert answer.status == 503 and "Retry-After" in answer.headers, answer
-                assert time.monotonic() < deadline, f"{group}: no publish acknowledged 120 s after the restart"
+                assert time.monotonic() < deadline, f"{group}: no publish acknowledged 120 s after the restart: {answer.body}"
                 await asyncio.sleep(float(answer.headers["Retry-After"]))
             finals[group] = answer.body["offset"]
         roles_back_after = time.monotonic() - restarted_at
