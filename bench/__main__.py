@@ -1,11 +1,13 @@
 """`python -m bench`: groupcast against its peers, one system at a time, in one run.
 
     python -m bench            every scenario (make bench; under 25 minutes)
-    python -m bench --quick    1,000 connections in one group, saturation only
+    python -m bench --quick    saturation only: one group of 1,000 and 100 groups of 10
     python -m bench --systems groupcast,centrifugo --scenarios one-group-1000
 
-The run ends with the three ratio lines (groupcast vs each peer, deliveries per server
-CPU-second, 1,000 connections in one group at saturation).
+The repeated scenarios (one group of 1,000, 100 groups of 10, SSE) run first, in rounds,
+systems interleaved; their rows are medians over the rounds. The run ends with the two
+small-groups ratio lines and the three headline ratio lines (groupcast vs each peer,
+median deliveries per server CPU-second, 1,000 connections in one group at saturation).
 """
 
 import argparse
@@ -24,7 +26,7 @@ import psutil
 from bench import report
 from bench.load_generator import loadgen_binary
 from bench.run import ScenarioRun, redis_flush
-from bench.scenarios import FULL, QUICK
+from bench.scenarios import FULL, QUICK, REPEATS
 from bench.systems import SYSTEMS, centrifugo_binary
 from devstack import Redis
 
@@ -40,8 +42,26 @@ def options():
                         help=f"comma-separated, from: {', '.join(SYSTEMS)}")
     parser.add_argument("--scenarios", default="",
                         help="comma-separated scenario keys (default: all of the mode)")
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help=f"rounds of the repeated scenarios (default {REPEATS}; rows are medians)")
     parser.add_argument("--keep", action="store_true", help="keep the run's logs directory")
     return parser.parse_args()
+
+
+def plan(scenarios, systems, repeats):
+    """(system, scenario, round) in run order: the repeated scenarios first, round by
+    round, every system in each round (the order rotating by one each round), so that a
+    slow spell on a shared machine falls on one round of every system rather than on all
+    rounds of one; then every other scenario, system by system."""
+    runs = []
+    repeated = [s for s in scenarios if s.repeated]
+    for round_number in range(1, max(1, repeats) + 1 if repeated else 1):
+        shift = (round_number - 1) % len(systems)
+        for system in systems[shift:] + systems[:shift]:
+            runs += [(system, s, round_number) for s in repeated if s.runs_on(system)]
+    for system in systems:
+        runs += [(system, s, 1) for s in scenarios if not s.repeated and s.runs_on(system)]
+    return runs
 
 
 def raise_fd_limit():
@@ -84,36 +104,39 @@ def main():
         "started": started.isoformat(timespec="seconds"), "mode": "quick" if args.quick else "full",
         "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(), "load_average_before": list(psutil.getloadavg()),
-        "scenarios": [s.key for s in scenarios], "systems": systems,
+        "scenarios": [s.key for s in scenarios], "systems": systems, "repeats": args.repeats,
     }, "results": []}
     clock = time.monotonic()
     try:
         redis_server.start()
         run["meta"]["redis_version"] = redis_version(redis_server.url)
-        for system_name in systems:
-            for scenario in scenarios:
-                redis_flush(redis_server.url)
-                print(f"[{time.monotonic() - clock:6.0f}s] {system_name}: {scenario.title}", flush=True)
-                system = SYSTEMS[system_name](
-                    redis_url=redis_server.url,
-                    workdir=workdir / system_name.replace(" ", "-") / scenario.key)
-                result = ScenarioRun(system=system, scenario=scenario,
-                                     redis_process=redis_server.process,
-                                     workdir=system.workdir).run()
-                run["results"].append(result)
-                print(summary_line(result), flush=True)
+        for system_name, scenario, round_number in plan(scenarios, systems, args.repeats):
+            redis_flush(redis_server.url)
+            label = f" (round {round_number})" if scenario.repeated else ""
+            print(f"[{time.monotonic() - clock:6.0f}s] {system_name}: {scenario.title}{label}",
+                  flush=True)
+            system = SYSTEMS[system_name](
+                redis_url=redis_server.url,
+                workdir=workdir / system_name.replace(" ", "-") / f"{scenario.key}-{round_number}")
+            result = ScenarioRun(system=system, scenario=scenario, round_number=round_number,
+                                 redis_process=redis_server.process,
+                                 workdir=system.workdir).run()
+            run["results"].append(result)
+            print(summary_line(result), flush=True)
     except KeyboardInterrupt:
         print("interrupted: writing what was measured", file=sys.stderr)
         run["meta"]["interrupted"] = True
     finally:
         redis_server.stop()
         run["meta"]["wall_s"] = time.monotonic() - clock
+        run["summary"] = report.summary(run["results"])
         outputs = write_outputs(run, stamp)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"logs kept in {workdir}")
     print("\n".join(f"wrote {path.relative_to(RESULTS.parent.parent)}" for path in outputs))
+    print("\n".join(report.small_groups_lines(run["results"])))
     print("\n".join(report.ratio_lines(run["results"])))
 
 
@@ -131,9 +154,16 @@ def summary_line(result):
         return f"    error: {result['error'][:300]}"
     parts = []
     for p in result["phases"]:
-        parts.append(f"{p['name']}: {p['deliveries_per_s']:,.0f}/s, "
+        window = f" W={p['window']}" if p["mode"] == "closed" else ""
+        parts.append(f"{p['name']}{window}: {p['deliveries_per_s']:,.0f}/s, "
                      f"{(p['deliveries_per_server_cpu_s'] or 0):,.0f}/cpu-s, "
                      f"p99 {p['latency_ms'].get('p99', 0):.1f} ms, lost {p['lost']}")
+    connect = result.get("connect") or {}
+    if connect.get("connected"):
+        per = connect.get("rss_per_connection_bytes")
+        parts.insert(0, f"connect: {connect['connected']:,} in {connect['seconds']:.1f} s, "
+                        f"{(connect.get('connects_per_server_cpu_s') or 0):,.0f}/cpu-s, "
+                        f"{(per or 0) / 1024:.1f} kB each")
     return "    " + "; ".join(parts)
 
 

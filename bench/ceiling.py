@@ -5,6 +5,8 @@
 No features: no auth, no history, no limits. A client sends {"type": "subscribe",
 "group": g} and gets {"type": "subscribed", "group": g}; every message PUBLISHed to
 `ceiling:<g>` (already the client frame) is broadcast once, encoded once, to the group.
+A client may publish too: {"type": "publish", "group": g, "data": ...} is PUBLISHed as
+that frame and answered {"type": "published", "group": g}.
 """
 
 import argparse
@@ -21,22 +23,33 @@ PREFIX = "ceiling:"
 class Groups:
     """Group name → the open connections subscribed to it, in this process."""
 
-    def __init__(self):
+    def __init__(self, client):
         self.members = {}
+        self.client = client
 
     async def serve_client(self, connection):
-        """Called for each WebSocket: one subscribe frame, then only receives."""
+        """Called for each WebSocket: one subscribe frame, then publishes."""
         frame = json.loads(await connection.recv())
         group = frame["group"]
         members = self.members.setdefault(group, set())
         members.add(connection)
         try:
             await connection.send(f'{{"type":"subscribed","group":{json.dumps(group)}}}')
-            await connection.wait_closed()
+            async for text in connection:
+                await self.publish(connection, json.loads(text))
         finally:
             members.discard(connection)
             if not members:
                 self.members.pop(group, None)
+
+    async def publish(self, connection, frame):
+        if frame.get("type") != "publish":
+            return
+        group = frame["group"]
+        message = json.dumps({"type": "message", "group": group, "data": frame["data"]},
+                             separators=(",", ":"))
+        await self.client.publish(PREFIX + group, message)
+        await connection.send(f'{{"type":"published","group":{json.dumps(group)}}}')
 
     async def relay(self, client):
         """Broadcast every published frame to the group's members."""
@@ -51,8 +64,8 @@ class Groups:
 
 
 async def main(port, redis_url):
-    groups = Groups()
     client = redis.asyncio.Redis.from_url(redis_url)
+    groups = Groups(client)
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.cancel)

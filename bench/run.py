@@ -28,11 +28,15 @@ QUIESCE_TIMEOUT = 20
 # unless its missing deliveries belong to clients closed with 4008).
 MESSAGE_TIMEOUT = 5
 SETTLE = 1.0
-# Saturation search (see README): double the window while p99 stays within the cap and
-# deliveries/s still grow by GROWTH; at most SEARCH_STEPS steps and MAX_IN_FLIGHT deliveries.
+# Saturation search (see README): every doubling of the window from the scenario's first
+# one up to MAX_IN_FLIGHT deliveries (at most SEARCH_STEPS steps); the saturation point is
+# the fastest step with p99 within LATENCY_CAP_MS and nothing lost. The search ends early
+# only once OVER_CAP_IN_A_ROW steps in a row were over the cap, or a step lost messages for
+# good (not even arriving after the drain) or had clients closed (larger windows only add
+# to the backlog).
 LATENCY_CAP_MS = 250
-GROWTH = 1.05
-SEARCH_STEPS = 6
+OVER_CAP_IN_A_ROW = 2
+SEARCH_STEPS = 7
 MAX_IN_FLIGHT = 64000
 
 
@@ -43,13 +47,15 @@ def group_names(scenario):
 class ScenarioRun:
     """One system through one scenario: start it, connect, run the phases, stop it."""
 
-    def __init__(self, *, system, scenario, redis_process, workdir):
+    def __init__(self, *, system, scenario, redis_process, workdir, round_number=1):
         self.system = system
         self.scenario = scenario
+        self.phases = scenario.phases_of_round(round_number)
         self.redis_process = redis_process
         self.workdir = workdir
         self.phase_ids = itertools.count()
         self.result = {"system": system.name, "scenario": scenario.key, "title": scenario.title,
+                       "round": round_number, "transport": scenario.transport,
                        "connections": scenario.connections, "group_size": scenario.group_size,
                        "groups": scenario.groups, "phases": []}
 
@@ -67,17 +73,15 @@ class ScenarioRun:
                 "publish_url": self.system.publish_url,
                 "publish_headers": self.system.publish_headers,
                 "group_key": self.system.group_key, "payload_bytes": PAYLOAD_BYTES,
+                "transport": self.scenario.transport,
+                "sse_url": getattr(self.system, "sse_url", ""),
             }, timeout=10)
             self.connect(loadgen, trees)
-            for phase in self.scenario.phases:
+            for phase in self.phases:
                 measured = self.run_phase(loadgen, trees, phase)
                 self.result["phases"].append(measured)
-                if not measured["drained"]:
-                    measured["quiesce"] = loadgen.call(
-                        {"cmd": "quiesce", "quiet_s": QUIET, "timeout_s": QUIESCE_TIMEOUT},
-                        timeout=QUIESCE_TIMEOUT + 10)
-                    # counted as lost by the phase, but they did arrive after its drain
-                    measured["arrived_after_drain"] = measured["quiesce"]["late_so_far"]
+                if phase.mode != "closed":  # the search quiesces after each of its steps
+                    self.quiesce(loadgen, measured)
             loadgen.call({"cmd": "close"}, timeout=30)
         except Exception as error:
             self.result["error"] = f"{type(error).__name__}: {error}"
@@ -92,6 +96,17 @@ class ScenarioRun:
             self.system.stop()
             self.result["total_s"] = round(time.monotonic() - started, 2)
         return self.result
+
+    @staticmethod
+    def quiesce(loadgen, measured):
+        """After a phase that did not drain, wait for its late deliveries to stop."""
+        if measured["drained"]:
+            return
+        measured["quiesce"] = loadgen.call(
+            {"cmd": "quiesce", "quiet_s": QUIET, "timeout_s": QUIESCE_TIMEOUT},
+            timeout=QUIESCE_TIMEOUT + 10)
+        # counted as lost by the phase, but they did arrive after its drain
+        measured["arrived_after_drain"] = measured["quiesce"]["late_so_far"]
 
     def connect(self, loadgen, trees):
         groups = group_names(self.scenario)
@@ -109,9 +124,11 @@ class ScenarioRun:
         rss_after = trees.rss()
         connected = reply["connected"]
         growth = sum(rss_after.values()) - sum(rss_before.values())
+        server_cpu = sum(delta(cpu_after, cpu_before).values())
         self.result["connect"] = {
             **reply,
-            "server_cpu_s": round(sum(delta(cpu_after, cpu_before).values()), 3),
+            "server_cpu_s": round(server_cpu, 3),
+            "connects_per_server_cpu_s": connected / server_cpu if server_cpu > 0 else None,
             "rss_before": rss_before, "rss_after": rss_after,
             "rss_per_connection_bytes": round(growth / connected) if connected else None,
         }
@@ -124,42 +141,51 @@ class ScenarioRun:
             return self.search_saturation(loadgen, trees, phase)
         rate = phase.rate
         if phase.mode == "half":
-            saturation = next((p for p in self.result["phases"] if p["mode"] == "closed"), None)
+            saturation = next((p for p in self.result["phases"]
+                               if p["mode"] == "closed" and p.get("publish_via") == "http"), None)
             if saturation is None or not saturation["publish_rate"]:
                 raise RuntimeError("half saturation needs a saturation phase before it")
             rate = 0.5 * saturation["publish_rate"] / self.scenario.groups
         return self.measure(loadgen, trees, phase.name, {
             "mode": "rate", "rate_per_group": rate, "duration_s": phase.duration,
-            "concurrency": PUBLISH_CONCURRENCY,
+            "concurrency": PUBLISH_CONCURRENCY, "publish": phase.publish,
         })
 
     def search_saturation(self, loadgen, trees, phase):
-        """Double the closed-loop window from `first_window` messages while p99 stays
-        within the latency cap with nothing lost or closed, and throughput still grows;
-        the saturation point is the fastest step within the cap."""
+        """Measure every doubling of the closed-loop window from `first_window` messages
+        up to MAX_IN_FLIGHT deliveries; the saturation point is the fastest step with p99
+        within the latency cap and nothing lost or closed. Stops early only after
+        OVER_CAP_IN_A_ROW steps over the cap, or a step that lost or had clients closed."""
         window = self.scenario.first_window
-        steps, best = [], None
-        while True:
+        steps, best, first, over_in_a_row = [], None, None, 0
+        while len(steps) < SEARCH_STEPS and window * self.scenario.group_size <= MAX_IN_FLIGHT:
             measured = self.measure(loadgen, trees, phase.name, {
                 "mode": "closed", "window": window, "duration_s": phase.duration,
-                "concurrency": min(PUBLISH_CONCURRENCY, window),
+                "concurrency": min(PUBLISH_CONCURRENCY, window), "publish": phase.publish,
             })
+            self.quiesce(loadgen, measured)
+            first = first or measured
             p99 = measured["latency_ms"].get("p99", float("inf"))
-            within = (p99 <= LATENCY_CAP_MS and measured["lost"] == 0
-                      and measured["missed_by_4008_clients"] == 0 and measured["delivered"] > 0)
+            # Lost (or closed) is never within the cap; only deliveries that did not turn up
+            # after the drain either, or closed clients, end the search.
+            lost_for_good = measured["lost"] - measured.get("arrived_after_drain", 0)
+            closed = (measured["missed_by_4008_clients"] > 0
+                      or bool(measured.get("clients_closed_by_code")))
+            damaged = lost_for_good > 0 or closed
+            within = (p99 <= LATENCY_CAP_MS and measured["lost"] == 0 and not closed
+                      and measured["delivered"] > 0)
             steps.append({"window": window, "deliveries_per_s": round(measured["deliveries_per_s"]),
                           "deliveries_per_server_cpu_s": measured["deliveries_per_server_cpu_s"],
-                          "p99_ms": p99, "lost": measured["lost"], "within_cap": within})
-            if not within:
-                break
-            growing = best is None or measured["deliveries_per_s"] > GROWTH * best["deliveries_per_s"]
-            if best is None or measured["deliveries_per_s"] > best["deliveries_per_s"]:
+                          "p99_ms": p99, "lost": measured["lost"], "within_cap": within,
+                          "server_cpu_s": measured["server_cpu_s"],
+                          "other_cpu_s": measured["other_cpu_s"]})
+            if within and (best is None or measured["deliveries_per_s"] > best["deliveries_per_s"]):
                 best = measured
-            window *= 2
-            if (not growing or len(steps) >= SEARCH_STEPS
-                    or window * self.scenario.group_size > MAX_IN_FLIGHT):
+            over_in_a_row = 0 if within else over_in_a_row + 1
+            if damaged or over_in_a_row >= OVER_CAP_IN_A_ROW:
                 break
-        chosen = best or measured
+            window *= 2
+        chosen = best or first
         chosen["latency_cap_met"] = best is not None
         chosen["search"] = steps
         return chosen
@@ -168,7 +194,7 @@ class ScenarioRun:
         """Run one load generator phase; attribute the CPU spent meanwhile."""
         spec = {"id": next(self.phase_ids), "drain_s": DRAIN, "stall_s": STALL,
                 "message_timeout_s": MESSAGE_TIMEOUT, "window": 0, "rate_per_group": 0.0,
-                **spec}
+                "publish": "http", **spec}
         cpu_before, machine_before = trees.cpu(), machine_busy_seconds()
         loadgen_before = self.loadgen_process.cpu_times()
         wall_started = time.monotonic()

@@ -5,8 +5,11 @@ import math
 from dataclasses import dataclass
 
 # The saturation search starts with this many deliveries in flight, in whole messages
-# (1 message for groups of 1,000 and more, 100 messages for groups of 10).
+# (1 message for groups of 1,000 and more); 100 groups of 10 start lower, at 25 messages,
+# because a system bound by its per-publish cost is over the latency cap at 100.
 FIRST_IN_FLIGHT = 1000
+# Rounds of the repeated scenarios (systems interleaved); their rows are medians.
+REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -15,11 +18,13 @@ class Phase:
     mode: str  # "rate": fixed messages/s per group; "closed": saturation; "half": half of it
     duration: float
     rate: float = 0.0  # messages per second per group (mode "rate")
+    publish: str = "http"  # "http": the system's publish endpoint; "ws": clients' own sockets
 
 
 RATE_1 = Phase("1/s", "rate", 5, 1.0)
 RATE_10 = Phase("10/s", "rate", 4, 10.0)
-SATURATION = Phase("saturation", "closed", 3)  # per step of the search
+SATURATION = Phase("saturation", "closed", 2)  # per step of the search
+SATURATION_WS = Phase("saturation, WebSocket publish", "closed", 2, publish="ws")
 HALF = Phase("half saturation", "half", 4)
 PROBE = Phase("publish probe", "rate", 6, 2.0)
 
@@ -31,6 +36,12 @@ class Scenario:
     connections: int
     group_size: int
     phases: tuple
+    # Repeated scenarios run REPEATS rounds, systems interleaved; rounds after the
+    # first run only `repeat_phases` (the saturation searches).
+    repeat_phases: tuple = ()
+    transport: str = "ws"  # "ws" or "sse" (groupcast only)
+    systems: tuple = ()  # empty: every system
+    first_in_flight: int = FIRST_IN_FLIGHT  # deliveries in flight at the search's first step
 
     @property
     def groups(self):
@@ -38,31 +49,55 @@ class Scenario:
 
     @property
     def first_window(self):
-        return max(1, math.ceil(FIRST_IN_FLIGHT / self.group_size))
+        return max(1, math.ceil(self.first_in_flight / self.group_size))
 
     @property
     def one_group(self):
         return self.groups == 1
 
+    @property
+    def repeated(self):
+        return bool(self.repeat_phases)
 
-def one_group(connections, phases):
+    def runs_on(self, system):
+        return not self.systems or system in self.systems
+
+    def phases_of_round(self, round_number):
+        return self.phases if round_number == 1 else self.repeat_phases
+
+
+def one_group(connections, phases, repeat_phases=()):
     return Scenario(f"one-group-{connections}", f"{connections:,} connections, one group",
-                    connections, connections, phases)
+                    connections, connections, phases, repeat_phases)
 
+
+HEADLINE_SCENARIO = one_group(1000, (SATURATION, HALF, RATE_1, RATE_10), (SATURATION,))
+GROUPS_OF_10 = Scenario(
+    "groups-of-10-1000", "1,000 connections in 100 groups of 10", 1000, 10,
+    (SATURATION, SATURATION_WS, HALF, RATE_1, RATE_10), (SATURATION, SATURATION_WS),
+    first_in_flight=250)
+SSE = Scenario("sse-one-group-1000", "1,000 Server-Sent Events connections, one group",
+               1000, 1000, (SATURATION,), (SATURATION,), transport="sse", systems=("groupcast",))
 
 # Saturation (closed loop, bounded backlog) comes first, fixed rates that may overload a
 # system last, so one phase's backlog cannot spill into the headline measurement.
 FULL = (
+    HEADLINE_SCENARIO,
+    GROUPS_OF_10,
+    SSE,
     Scenario("publish-probe-1", "1 subscriber (HTTP publish latency)", 1, 1, (PROBE,)),
-    one_group(100, (SATURATION, RATE_1, RATE_10)),
-    one_group(1000, (SATURATION, HALF, RATE_1, RATE_10)),
-    Scenario("groups-of-10-1000", "1,000 connections in 100 groups of 10", 1000, 10,
-             (SATURATION, HALF, RATE_1, RATE_10)),
+    one_group(100, (SATURATION,)),
     one_group(5000, (SATURATION, RATE_1, RATE_10)),
     one_group(10000, (SATURATION, RATE_1, PROBE)),
 )
 
-QUICK = (one_group(1000, (SATURATION,)),)
+# --quick: the headline only, saturation, its REPEATS rounds.
+QUICK = (one_group(1000, (SATURATION,), (SATURATION,)),)
 
-# The scenario and phase the headline ratios are taken from.
+# The scenario and phase the headline ratios are taken from, and the small-groups ones.
 HEADLINE = ("one-group-1000", "saturation")
+SMALL_GROUPS = ("groups-of-10-1000", "saturation")
+SMALL_GROUPS_WS = ("groups-of-10-1000", "saturation, WebSocket publish")
+SSE_ROW = ("sse-one-group-1000", "saturation")
+# The connection set-up and idle memory rows: the connect of this scenario.
+CONNECT_SCENARIO = "one-group-10000"

@@ -143,6 +143,8 @@ class Groupcast(System):
             self.stack.stop()
             raise
         self.ws_url = self.stack.ws_url(0)
+        # Server-Sent Events on the same socket process (GET /sse?token=..&group=..)
+        self.sse_url = self.ws_url.replace("ws://", "http://", 1).rsplit("/", 1)[0] + "/sse"
         self.publish_url = f"{self.stack.http_url}/api/v1/publish"
         self.publish_headers = {"Authorization": f"Bearer {self.stack.api_key}"}
 
@@ -156,8 +158,9 @@ class Groupcast(System):
         headers = {"Authorization": f"Bearer {self.stack.api_key}"}
         url = f"{self.stack.http_url}/api/v1/tokens"
         return {
-            group: http_post_json(url, {"sub": f"bench-{group}", "groups": [group], "ttl": 3600},
-                                  headers)["token"]
+            # `publish`: the clients of the WebSocket publish phase publish to their group
+            group: http_post_json(url, {"sub": f"bench-{group}", "groups": [group],
+                                        "publish": [group], "ttl": 3600}, headers)["token"]
             for group in groups
         }
 
@@ -264,8 +267,10 @@ class Centrifugo(System):
     """Centrifugo v6 with its Redis engine, HTTP API publish and JWT connection tokens.
 
     Configured as its docs describe for this use: HMAC connection tokens, clients allowed
-    to subscribe to channels without a namespace, everything else at its defaults (so no
-    history or recovery: it does less Redis work per publish than groupcast)."""
+    to subscribe to channels without a namespace and to publish into the ones they are
+    subscribed to (client-side publish, for the WebSocket publish phase), everything else
+    at its defaults (so no history or recovery: it does less Redis work per publish than
+    groupcast)."""
 
     name = "centrifugo"
     protocol = "centrifugo"
@@ -282,7 +287,8 @@ class Centrifugo(System):
             "engine": {"type": "redis", "redis": {"address": [self.redis_url]}},
             "client": {"token": {"hmac_secret_key": self.token_secret},
                        "allowed_origins": ["http://127.0.0.1"]},
-            "channel": {"without_namespace": {"allow_subscribe_for_client": True}},
+            "channel": {"without_namespace": {"allow_subscribe_for_client": True,
+                                              "allow_publish_for_subscriber": True}},
             "http_api": {"key": api_key},
             "health": {"enabled": True},
             "usage_stats": {"disabled": True},

@@ -1,12 +1,13 @@
 // Command loadgen is the one load generator of the groupcast benchmark: real WebSocket
-// subscribers for every system under test and an HTTP publisher stamping each message
-// with its phase, sequence number and send time.
+// (or, for groupcast, Server-Sent Events) subscribers for every system under test, and
+// publishers stamping each message with its phase, sequence number and send time, over
+// the system's HTTP publish endpoint or through the subscribers' own WebSockets.
 //
 // It is driven by bench/ over stdin/stdout, one JSON object a line each way:
 //
 //	{"cmd":"setup","protocol":"groupcast","ws_url":...,"publish_url":...,"publish_headers":{...},"group_key":"group"}
 //	{"cmd":"connect","groups":[{"name":"g0","token":"...","members":1000}],"concurrency":64,"timeout_s":60}
-//	{"cmd":"phase","id":1,"mode":"closed","window":4,"duration_s":10,...}
+//	{"cmd":"phase","id":1,"mode":"closed","window":4,"duration_s":10,"publish":"http",...}
 //	{"cmd":"quiesce","quiet_s":1,"timeout_s":20}
 //	{"cmd":"close"}
 package main
@@ -29,6 +30,9 @@ type setupSpec struct {
 	PublishHeaders map[string]string `json:"publish_headers"`
 	GroupKey       string            `json:"group_key"`
 	PayloadBytes   int               `json:"payload_bytes"`
+	// Transport is "ws" (WebSocket clients, the default) or "sse" (GET SSEURL?token&group).
+	Transport string `json:"transport"`
+	SSEURL    string `json:"sse_url"`
 }
 
 type groupSpec struct {
@@ -51,6 +55,7 @@ type runner struct {
 	setup     setupSpec
 	proto     protocol
 	http      *http.Client
+	sse       *http.Client
 	padding   string
 	groups    []*group
 	clients   []*client
@@ -87,6 +92,9 @@ func (r *runner) handle(cmd command) (map[string]any, bool) {
 			return map[string]any{"error": err.Error()}, false
 		}
 		r.setup, r.proto = cmd.setupSpec, proto
+		if r.setup.Transport == "" {
+			r.setup.Transport = "ws"
+		}
 		if r.setup.GroupKey == "" {
 			r.setup.GroupKey = "group"
 		}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // maxMessages bounds one phase's publishes (and the closed-loop bookkeeping).
@@ -25,6 +27,9 @@ type phaseSpec struct {
 	DrainS         float64 `json:"drain_s"`
 	StallS         float64 `json:"stall_s"`
 	MessageTimeout float64 `json:"message_timeout_s"`
+	// Publish is "http" (the system's HTTP publish endpoint) or "ws" (each message sent
+	// by a member of its group through its own connection, members taking turns).
+	Publish string `json:"publish"`
 }
 
 // phase is one stretch of publishing and everything its messages did.
@@ -40,7 +45,8 @@ type phase struct {
 	skipped        atomic.Int64
 	timedOut       atomic.Int64
 	nextSeq        atomic.Int64
-	reported       atomic.Bool // set once its report is made; later arrivals count as late
+	awaiting       atomic.Int64 // publishes through connections still awaiting their reply
+	reported       atomic.Bool  // set once its report is made; later arrivals count as late
 
 	remaining []atomic.Int32 // closed loop: deliveries still awaited per seq
 	slots     chan struct{}
@@ -220,8 +226,97 @@ func (p *phase) publish(seq int64) {
 	p.publishTo(seq, int(seq%int64(len(p.runner.groups))))
 }
 
-// publishTo sends message `seq` to group index gi over the system's HTTP publish API.
+// publishTo sends message `seq` to group index gi, over HTTP or through a member's
+// connection; false when it was not sent (or refused).
 func (p *phase) publishTo(seq int64, gi int) bool {
+	if p.spec.Publish == "ws" {
+		return p.publishThrough(seq, gi)
+	}
+	return p.publishHTTP(seq, gi)
+}
+
+// publishThrough sends message `seq` from the next member of the group over its own
+// WebSocket. With a protocol that replies, the message is accepted (expected by the
+// members) when its reply comes, and publish latency is the time to that reply;
+// otherwise it is accepted once written.
+func (p *phase) publishThrough(seq int64, gi int) bool {
+	r := p.runner
+	g := r.groups[gi]
+	c := g.publisher()
+	if c == nil || c.conn == nil {
+		p.refused("no open member to publish through")
+		return false
+	}
+	members := int64(g.alive.Load())
+	c.writeMu.Lock()
+	started := time.Now()
+	data := fmt.Sprintf(`{"bp":%d,"bs":%d,"bt":%d,"x":"%s"}`, p.spec.ID, seq, started.UnixNano(), r.padding)
+	frame, replies := r.proto.publishFrame(c, g.name, data)
+	if frame == nil {
+		c.writeMu.Unlock()
+		p.refused("the protocol has no client publish")
+		return false
+	}
+	if replies {
+		p.awaiting.Add(1)
+		c.pendMu.Lock()
+		c.pending = append(c.pending, pendingPublish{phase: p, seq: seq, gi: gi, sent: started.UnixNano(), members: members})
+		c.pendMu.Unlock()
+	}
+	err := c.conn.WriteMessage(websocket.TextMessage, frame)
+	c.writeMu.Unlock()
+	if err != nil {
+		if replies {
+			c.failPending(shorten(err.Error()))
+		} else {
+			p.refused(shorten(err.Error()))
+		}
+		return false
+	}
+	if !replies {
+		p.accept(gi, started.UnixNano(), members)
+	}
+	return true
+}
+
+// replied settles a publish sent through a connection: accepted, or refused and out of
+// the closed loop's window.
+func (p *phase) replied(sent pendingPublish, why string) {
+	defer p.awaiting.Add(-1)
+	if p.reported.Load() {
+		return
+	}
+	if why != "" {
+		p.refused(why)
+		if p.remaining != nil {
+			p.release(sent.seq)
+		}
+		return
+	}
+	p.publishLatency.record((time.Now().UnixNano() - sent.sent) / 1000)
+	p.accept(sent.gi, sent.sent, sent.members)
+}
+
+func (p *phase) refused(why string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.errorsByWhy) < 20 {
+		p.errorsByWhy[why]++
+	} else {
+		p.errorsByWhy["other"]++
+	}
+}
+
+func (p *phase) accept(gi int, started int64, members int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.publishedOK++
+	p.published[gi] = append(p.published[gi], started)
+	p.expected.Add(members)
+}
+
+// publishHTTP sends message `seq` to group index gi over the system's HTTP publish API.
+func (p *phase) publishHTTP(seq int64, gi int) bool {
 	r := p.runner
 	g := r.groups[gi]
 	members := int64(g.alive.Load())
@@ -245,19 +340,11 @@ func (p *phase) publishTo(seq int64, gi int) bool {
 		}
 	}
 	p.publishLatency.record(time.Since(started).Microseconds())
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if why != "" {
-		if len(p.errorsByWhy) < 20 {
-			p.errorsByWhy[why]++
-		} else {
-			p.errorsByWhy["other"]++
-		}
+		p.refused(why)
 		return false
 	}
-	p.publishedOK++
-	p.published[gi] = append(p.published[gi], started.UnixNano())
-	p.expected.Add(members)
+	p.accept(gi, started.UnixNano(), members)
 	return true
 }
 
@@ -270,7 +357,7 @@ func (p *phase) drain() bool {
 	progressed := time.Now()
 	for time.Now().Before(deadline) {
 		got := p.receivedTotal.Load()
-		if got >= p.expected.Load() {
+		if got >= p.expected.Load() && p.awaiting.Load() == 0 {
 			return true
 		}
 		if got != last {
@@ -330,6 +417,8 @@ func (p *phase) report(aliveAtStart int, publishEnd time.Time, drained bool, fin
 	return map[string]any{
 		"phase":                  id,
 		"mode":                   p.spec.Mode,
+		"publish_via":            p.spec.Publish,
+		"publish_unanswered":     p.awaiting.Load(),
 		"rate_per_group":         p.spec.RatePerGroup,
 		"window":                 p.spec.Window,
 		"clients_alive_at_start": aliveAtStart,

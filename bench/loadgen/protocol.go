@@ -16,8 +16,12 @@ type protocol interface {
 	url(base, group, token string) string
 	// subscribe runs once the WebSocket is open and returns when the client is a member.
 	subscribe(conn *websocket.Conn, group, token string) error
-	// frame handles one frame after subscribing: answers pings, reports messages.
-	frame(conn *websocket.Conn, data []byte, message func(phase, seq, sent int64))
+	// frame handles one frame after subscribing: answers pings, reports messages and,
+	// in order, each reply to a publish sent through the connection ("" when accepted).
+	frame(c *client, data []byte, message func(phase, seq, sent int64), reply func(why string))
+	// publishFrame is the frame that publishes `data` (JSON) to `group` from the client,
+	// and whether the system replies to it; nil when the protocol has no such frame.
+	publishFrame(c *client, group, data string) ([]byte, bool)
 }
 
 func protocolNamed(name string) (protocol, error) {
@@ -80,8 +84,18 @@ func (groupcastProtocol) subscribe(conn *websocket.Conn, group, token string) er
 	})
 }
 
-func (groupcastProtocol) frame(conn *websocket.Conn, data []byte, message func(int64, int64, int64)) {
+func (groupcastProtocol) frame(c *client, data []byte, message func(int64, int64, int64), reply func(string)) {
 	eachMessage(data, message)
+	// {"type":"published",...} or {"type":"error","code":...}: one frame per WebSocket message
+	if bytes.Contains(data, []byte(`"type":"published"`)) {
+		reply("")
+	} else if bytes.Contains(data, []byte(`"type":"error"`)) {
+		reply("error frame " + shorten(string(data)))
+	}
+}
+
+func (groupcastProtocol) publishFrame(c *client, group, data string) ([]byte, bool) {
+	return []byte(fmt.Sprintf(`{"type":"publish","group":%q,"data":%s}`, group, data)), true
 }
 
 // stock Channels: the consumer joins the group named in the query string before it
@@ -94,8 +108,13 @@ func (stockProtocol) url(base, group, token string) string {
 
 func (stockProtocol) subscribe(conn *websocket.Conn, group, token string) error { return nil }
 
-func (stockProtocol) frame(conn *websocket.Conn, data []byte, message func(int64, int64, int64)) {
+func (stockProtocol) frame(c *client, data []byte, message func(int64, int64, int64), reply func(string)) {
 	eachMessage(data, message)
+}
+
+// The stock consumer's receive_json group_sends {"type":"publish",...}; it does not reply.
+func (stockProtocol) publishFrame(c *client, group, data string) ([]byte, bool) {
+	return []byte(fmt.Sprintf(`{"type":"publish","group":%q,"data":%s}`, group, data)), false
 }
 
 // Socket.IO v5 over Engine.IO v4, websocket transport only: "0{open}", we send
@@ -131,12 +150,23 @@ func (socketioProtocol) subscribe(conn *websocket.Conn, group, token string) err
 	})
 }
 
-func (socketioProtocol) frame(conn *websocket.Conn, data []byte, message func(int64, int64, int64)) {
+func (socketioProtocol) frame(c *client, data []byte, message func(int64, int64, int64), reply func(string)) {
 	if len(data) == 1 && data[0] == '2' {
-		conn.WriteMessage(websocket.TextMessage, []byte("3"))
+		c.write([]byte("3"))
+		return
+	}
+	if bytes.HasPrefix(data, []byte("43")) {
+		reply("") // the acknowledgement of a "publish" event
 		return
 	}
 	eachMessage(data, message)
+}
+
+// A "publish" event with an acknowledgement id, 42<id>["publish",{...}]: the server's
+// handler emits the data to the room and the acknowledgement comes back as 43<id>[].
+func (socketioProtocol) publishFrame(c *client, group, data string) ([]byte, bool) {
+	c.nextID++
+	return []byte(fmt.Sprintf(`42%d["publish",{"group":%q,"data":%s}]`, c.nextID, group, data)), true
 }
 
 // Centrifugo's JSON protocol: connect command with the JWT, subscribe command, then
@@ -174,17 +204,35 @@ func (centrifugoProtocol) subscribe(conn *websocket.Conn, group, token string) e
 	return nil
 }
 
-func (centrifugoProtocol) frame(conn *websocket.Conn, data []byte, message func(int64, int64, int64)) {
-	// The ping may share a frame with pushes; missing it gets the client closed (3012).
-	if bytes.Contains(data, []byte("{}")) {
+func (centrifugoProtocol) frame(c *client, data []byte, message func(int64, int64, int64), reply func(string)) {
+	// The ping may share a frame with pushes and replies; missing it gets the client
+	// closed (3012). Replies to commands start with their id: {"id":N,"publish":{}}.
+	if bytes.Contains(data, []byte("{}")) || bytes.Contains(data, []byte(`{"id":`)) {
+		pinged := false
 		for _, line := range bytes.Split(data, []byte("\n")) {
-			if bytes.Equal(bytes.TrimSpace(line), []byte("{}")) {
-				conn.WriteMessage(websocket.TextMessage, []byte("{}"))
-				break
+			line = bytes.TrimSpace(line)
+			switch {
+			case bytes.Equal(line, []byte("{}")):
+				pinged = true
+			case bytes.HasPrefix(line, []byte(`{"id":`)):
+				if bytes.Contains(line, []byte(`"error"`)) {
+					reply("error reply " + shorten(string(line)))
+				} else {
+					reply("")
+				}
 			}
+		}
+		if pinged {
+			c.write([]byte("{}"))
 		}
 	}
 	eachMessage(data, message)
+}
+
+// Client-side publish (allowed for subscribers in the bench config), answered by id.
+func (centrifugoProtocol) publishFrame(c *client, group, data string) ([]byte, bool) {
+	c.nextID++
+	return []byte(fmt.Sprintf(`{"id":%d,"publish":{"channel":%q,"data":%s}}`, c.nextID, group, data)), true
 }
 
 var (

@@ -1,4 +1,5 @@
-"""The stock consumer: a member of one group, relaying what is sent to the group."""
+"""The stock consumer: a member of one group, relaying what is sent to the group; what
+its client sends as {"type": "publish", "group", "data"} it group_sends."""
 
 from urllib.parse import parse_qs
 
@@ -22,6 +23,15 @@ class GroupRelayConsumer(AsyncJsonWebsocketConsumer):
         """Called when the socket closes."""
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        """Called for each frame from the client: a publish is group_sent, as the
+        Channels tutorial's chat consumer does (no reply)."""
+        if content.get("type") == "publish":
+            await self.channel_layer.group_send(
+                content["group"],
+                {"type": "group.message", "group": content["group"], "data": content["data"]},
+            )
 
     async def group_message(self, event):
         """Called for each message sent to the group."""
