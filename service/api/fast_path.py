@@ -59,13 +59,13 @@ class PublishFastPath:
         try:
             status, body, headers = views.publish.answer(request)
         except Exception:
-            error_log.exception("unhandled error in %s", PATH)  # as JsonErrorMiddleware
+            error_log.exception("unhandled error in %s", request.path)  # as JsonErrorMiddleware
             error = ApiError(500, "internal", "internal server error")
             status, body, headers = error.status, error.body, error.headers
         reason = responses.get(status, "Unknown Status Code")
         if status >= 400:
             request_log.log(
-                logging.ERROR if status >= 500 else logging.WARNING, "%s: %s", reason, PATH,
+                logging.ERROR if status >= 500 else logging.WARNING, "%s: %s", reason, request.path,
                 extra={"status_code": status, "request": request},
             )
         start_response(f"{status} {reason}", [
