@@ -150,6 +150,8 @@ def test_a_repeated_idempotency_key_gets_the_same_bytes_either_way(apps, sync_re
     assert answer["status"] == "200 OK"
     [(offset, _)] = sync_redis.xrange(keys.stream("news"))
     assert json.loads(answer["body"]) == {"group": "news", "offset": offset.decode()}
+    # a stated length: gunicorn writes no chunked framing
+    assert dict(answer["headers"])["Content-Length"] == str(len(answer["body"]))
 
 
 @pytest.mark.parametrize("rid", ["trace-1.a:b", "x" * 129, "bad id"])

@@ -5,9 +5,9 @@ handler, middleware, URL resolver, signals and response objects cost more CPU th
 publish itself. This WSGI application answers exactly `POST /api/v1/publish` with the
 same view (`views.publish.answer`: API key, body checks, publish_message, error answers,
 metrics) and does to its answer what Django and settings.MIDDLEWARE would: the request id
-(service/logs.py), the JSON newline, SecurityMiddleware's headers, a JSON 500 for an
-unexpected error, Django's log line for an answer of 400 or more. tests/test_fast_path.py
-sends the same requests both ways and compares every byte.
+(service/logs.py), the JSON newline, SecurityMiddleware's headers, the Content-Length, a
+JSON 500 for an unexpected error, Django's log line for an answer of 400 or more.
+tests/test_fast_path.py sends the same requests both ways and compares every byte.
 """
 
 import json
@@ -68,10 +68,12 @@ class PublishFastPath:
                 logging.ERROR if status >= 500 else logging.WARNING, "%s: %s", reason, request.path,
                 extra={"status_code": status, "request": request},
             )
+        content = json.dumps(body).encode() + b"\n"
         start_response(f"{status} {reason}", [
             ("Content-Type", "application/json"),
             *headers.items(),
             *self.security_headers,
+            ("Content-Length", str(len(content))),
             (REQUEST_ID_HEADER, rid),
         ])
-        return Answer([json.dumps(body).encode() + b"\n"])
+        return Answer([content])

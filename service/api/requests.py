@@ -64,7 +64,7 @@ def _require_json(request):
 
 def idempotency_key(request):
     """The Idempotency-Key header, or None: 1-200 printable ASCII characters, else 400."""
-    key = request.headers.get("Idempotency-Key")
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")  # request.headers' value, built cheaper
     if key is not None and not (1 <= len(key) <= 200 and key.isascii() and key.isprintable()):
         raise bad_request("Idempotency-Key must be 1-200 printable ASCII characters")
     return key
