@@ -240,3 +240,12 @@ def test_anything_else_is_django_s(apps, method, path):
     assert fast["django_handler"]
     django = call(apps["django"], environ(b"{}", method=method, path=path))
     assert fast["status"] == django["status"]
+
+
+@pytest.mark.parametrize("setting, value", [("SECURE_HSTS_SECONDS", 3600), ("SECURE_SSL_REDIRECT", True)])
+def test_security_headers_that_depend_on_the_request_leave_publishes_to_django(apps, settings, setting, value):
+    from service.api.fast_path import PublishFastPath
+
+    setattr(settings, setting, value)
+    assert call(PublishFastPath(apps["django"]), publish()())["django_handler"]
+

@@ -14,6 +14,7 @@ import json
 import logging
 from http.client import responses
 
+from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
@@ -26,6 +27,13 @@ from service.logs import REQUEST_ID_HEADER, request_id, request_id_of
 PATH = "/api/v1/publish"
 # Django's handler logs every answer of 400 or more here (django.utils.log.log_response).
 request_log = logging.getLogger("django.request")
+
+
+def security_headers_vary():
+    """True when SecurityMiddleware's answer depends on the request (HSTS is sent on
+    secure requests only, an http request may be redirected): then the headers taken
+    once below would not be the middleware's, and every request goes to Django."""
+    return bool(settings.SECURE_HSTS_SECONDS or settings.SECURE_SSL_REDIRECT)
 
 
 def security_headers():
@@ -48,10 +56,11 @@ class PublishFastPath:
     def __init__(self, django_application):
         self.django = django_application
         self.security_headers = security_headers()
+        self.path = None if security_headers_vary() else PATH
 
     def __call__(self, environ, start_response):
         # Django resolves PATH_INFO too, and only this exact path is the publish view.
-        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+        if environ.get("PATH_INFO") != self.path or environ.get("REQUEST_METHOD") != "POST":
             return self.django(environ, start_response)
         rid = request_id_of(environ.get("HTTP_X_REQUEST_ID"))
         request_id.set(rid)
