@@ -37,7 +37,11 @@ SYSTEM_PODS_TIMEOUT=240
 INSTALL_TIMEOUT=300
 
 kubectl() { "$KUBECTL" "$@"; }
-kind() { timeout "${KIND_TIMEOUT:-$CREATE_TIMEOUT}" "$KIND" "$@"; }
+# Without the run's lock (fd 8): containers outlive their command (conmon, aardvark-dns,
+# the podman API service), and holding it they would lock the next run out for as long as
+# a cluster kept with E2E_KEEP=1 lives.
+kind() { timeout "${KIND_TIMEOUT:-$CREATE_TIMEOUT}" "$KIND" "$@" 8>&-; }
+podman() { command podman "$@" 8>&-; }
 
 # --- teardown -----------------------------------------------------------------------------
 
@@ -102,7 +106,7 @@ on_exit() {
     log "E2E_KEEP=1: cluster $CLUSTER kept (KUBECONFIG=$KUBECONFIG)"
   else
     step "delete cluster" delete_cluster
-    step "scenario 8: teardown leaves nothing running" verify_teardown || rc=1
+    step "scenario 9: teardown leaves nothing running" verify_teardown || rc=1
     rm -rf "$KUBECONFIG" "$WORK/urls.env" "$WORK/images"
   fi
   rm -f "$PORT_FORWARD_PIDS"
@@ -137,7 +141,7 @@ check_podman_network() (
   # the node image is at hand and has getent; the containers end by themselves if left behind
   local c
   for c in a b; do
-    timeout 60 podman run -d --name "$net-$c" --network "$net" --entrypoint sleep "$NODE_IMAGE" 300 >/dev/null
+    timeout 60 podman run -d --name "$net-$c" --network "$net" --entrypoint sleep "$NODE_IMAGE" 300 >/dev/null 8>&-
   done
   local deadline=$((SECONDS + 30))
   until timeout 10 podman exec "$net-b" getent hosts "$net-a" >/dev/null 2>&1; do
@@ -196,14 +200,17 @@ offline_dns() {
 
 # kind's usual local-path provisioner cannot be built offline; the node image's default
 # StorageClass binds these hostPath volumes (WaitForFirstConsumer, pinned to their node).
+# Enough for every claim of the run on one node (the control-plane keeps its NoSchedule
+# taint): the single Redis, the six nodes of the Redis Cluster scenario, skaffold's Redis.
+PVS_PER_NODE=10
 create_volumes() {
   local n i
   for n in $(kubectl get nodes -o jsonpath='{.items[*].metadata.name}'); do
     # like local-path-provisioner: writable by the non-root uid a chart runs Redis as
-    podman exec "$n" bash -c 'mkdir -p /var/local-pv/pv{1,2,3} && chmod 0777 /var/local-pv/pv{1,2,3}' </dev/null
+    podman exec "$n" bash -c "for i in \$(seq $PVS_PER_NODE); do mkdir -p /var/local-pv/pv\$i && chmod 0777 /var/local-pv/pv\$i; done" </dev/null
   done
   for n in $(kubectl get nodes -o jsonpath='{.items[*].metadata.name}'); do
-    for i in 1 2 3; do
+    for i in $(seq "$PVS_PER_NODE"); do
       cat <<EOF
 ---
 apiVersion: v1
@@ -331,7 +338,7 @@ scenarios() {
   E2E_KUBECTL=$KUBECTL E2E_HELM=$HELM E2E_NAMESPACE=$NAMESPACE E2E_RELEASE=$RELEASE \
     E2E_CHART=$CHART E2E_VALUES=$E2E_DIR/values-e2e.yaml E2E_IMAGE_TAG=$VERSION \
     E2E_HELM_ARGS=${E2E_HELM_ARGS:-} E2E_PORT_FORWARD_PIDS=$PORT_FORWARD_PIDS E2E_HTTP_URL=$HTTP_URL E2E_WS_URL=$WS_URL \
-    E2E_REPORT=$WORK/scenarios.json \
+    E2E_REPORT=$WORK/scenarios.json E2E_DIAG=$DIAG \
     timeout 1800 "$PYTHON" -m pytest -c "$E2E_DIR/pytest.ini" "$E2E_DIR/tests" ${E2E_PYTEST_ARGS:-} >&2
 }
 
@@ -341,9 +348,10 @@ scenarios() {
 skaffold_run() (
   local sock=$WORK/podman.sock ns=$SKAFFOLD_NAMESPACE api_pid
   # skaffold inspects and tags the built image through a Docker API: podman's, on a socket of
-  # our own (the service also ends by itself after 10 idle minutes, should this step be killed)
+  # our own (the service also ends by itself after 10 idle minutes, should this step be killed);
+  # `command`: the binary itself, so that $! is its pid and the trap stops it, not a subshell
   rm -f "$sock"
-  podman system service --time=600 "unix://$sock" >"$LOGS/podman-api.log" 2>&1 &
+  command podman system service --time=600 "unix://$sock" >"$LOGS/podman-api.log" 2>&1 8>&- &
   api_pid=$!
   # shellcheck disable=SC2064  # the pid and path are fixed now
   trap "kill $api_pid 2>/dev/null; wait $api_pid 2>/dev/null; rm -f '$sock'" EXIT
@@ -373,7 +381,7 @@ skaffold_run() (
   kubectl delete namespace "$ns" --wait --timeout=180s >&2
 )
 
-# Scenario 8: after the cluster is deleted nothing of the run may be left.
+# Scenario 9: after the cluster is deleted nothing of the run may be left.
 verify_teardown() {
   local left=0
   if [[ -n $(KIND_TIMEOUT=60 kind get clusters 2>/dev/null) ]]; then

@@ -41,6 +41,19 @@ async def test_a_due_job_runs_once_and_publishes_to_each_group(client, sync_redi
     assert await records.jobs_due(client) == []
 
 
+async def test_a_claim_made_again_answers_the_same_jobs(client, sync_redis):
+    """The scheduler's call made again after its answer was lost (or its sends failed)
+    gets the jobs it claimed, instead of their being held back a lease."""
+    job_id = create(["a"])
+    assert await records.jobs_due(client, claim="c1") == [job_id]
+    assert await records.jobs_due(client, claim="c2") == []  # claimed: not due for a lease
+    assert await records.jobs_due(client, claim="c1") == [job_id]
+    assert 0 < sync_redis.ttl(keys.jobs_claim("c1")) <= records.settings.GROUPCAST_JOB_LEASE_SECONDS
+    # a call that claimed nothing leaves nothing behind
+    assert not sync_redis.exists(keys.jobs_claim("c2"))
+    assert await jobs.job_run(client, job_id) == "done"
+
+
 async def test_a_delayed_job_is_not_due_before_its_time(client):
     job_id = create(["a"], run_at=time.time() + 60)
     assert await records.jobs_due(client) == []

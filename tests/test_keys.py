@@ -33,7 +33,7 @@ def test_on_a_cluster_a_groups_keys_and_channel_share_its_slot(settings, group):
 def test_on_a_cluster_the_fleet_and_the_jobs_have_a_slot_each(settings):
     settings.REDIS_URL = CLUSTER_URL
     fleet = [keys.presence_processes(), keys.presence_counts("p"), keys.member_groups("p"), keys.connections()]
-    jobs = [keys.job("j1"), keys.job("j2"), keys.jobs_due(), keys.jobs_queued()]
+    jobs = [keys.job("j1"), keys.job("j2"), keys.jobs_due(), keys.jobs_queued(), keys.jobs_claim("c")]
     assert len({slot(name) for name in fleet}) == 1 and len({slot(name) for name in jobs}) == 1
     # groups spread: 100 groups land on many slots
     assert len({slot(keys.stream(f"g{n}")) for n in range(100)}) > 90

@@ -157,6 +157,15 @@ class Cluster:
                 raise ClusterError(f"pod {pod} not replaced and Ready after {timeout} s")
             time.sleep(1)
 
+    def exec(self, pod, *command, timeout=60):
+        """A command in the pod's (first) container; its stdout."""
+        return self.kubectl("exec", pod, "--", *command, timeout=timeout)
+
+    def pod_ips(self, component):
+        """Pod name -> pod IP of the component's pods that have one."""
+        pods = self.get_json("pods", "-l", self.component_selector(component))["items"]
+        return {p["metadata"]["name"]: p["status"]["podIP"] for p in pods if p.get("status", {}).get("podIP")}
+
     # --- port-forwards -------------------------------------------------------------------
 
     def port_forward(self, target, port):

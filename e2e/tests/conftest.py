@@ -81,6 +81,37 @@ def report(cluster):
                 out.write(f"  {scenario}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()) + "\n")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed scenario's pod logs and events, taken as it fails: run.sh dumps the cluster
+    only at the end, when later scenarios have replaced the pods (and their logs) it used."""
+    report = yield
+    where = os.environ.get("E2E_DIAG")
+    if report.when == "call" and report.failed and where:
+        try:
+            _dump(Cluster.from_env(), os.path.join(where, item.name))
+        except Exception as error:  # diagnostics must not hide the failure itself
+            log.warning("could not dump diagnostics of %s: %s", item.name, error)
+    return report
+
+
+def _dump(cluster, directory):
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "events.txt"), "w") as out:
+        out.write(cluster.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False, timeout=60))
+    with open(os.path.join(directory, "pods.txt"), "w") as out:
+        out.write(cluster.kubectl("get", "pods", "-o", "wide", check=False, timeout=60))
+    for pod in cluster.get_json("pods")["items"]:
+        name = pod["metadata"]["name"]
+        for previous in (False, True):
+            text = cluster.kubectl("logs", name, "--all-containers", "--prefix", "--timestamps", "--tail=3000",
+                                   *(["--previous"] if previous else []), check=False, timeout=60)
+            if text:
+                with open(os.path.join(directory, f"logs-{name}{'.previous' if previous else ''}.txt"), "w") as out:
+                    out.write(text)
+    log.info("diagnostics of the failure in %s", directory)
+
+
 def unique(prefix):
     """A group name of its own for each scenario run."""
     return f"e2e.{prefix}.{uuid.uuid4().hex[:8]}"

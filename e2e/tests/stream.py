@@ -21,8 +21,10 @@ class PublishStream:
         self.first_503_at = None
         self.bad_503 = []  # 503 answers without Retry-After
         self.refused = []  # n of each publish answered 503 ("nothing was stored")
+        self.refusals = collections.Counter()  # the error codes of those 503 answers
         self.unanswered = []  # n of each publish that got no answer at all
         self.sent = 0
+        self.history = []  # (monotonic time of the answer, status or exception name), in order
         self._stop = asyncio.Event()
         self._task = None
         self._progress = asyncio.Event()
@@ -70,12 +72,15 @@ class PublishStream:
             except Exception as error:  # no answer: neither acknowledged nor refused
                 self.outcomes[type(error).__name__] += 1
                 self.unanswered.append(n)
+                self.history.append((time.monotonic(), type(error).__name__))
             else:
                 self.outcomes[answer.status] += 1
+                self.history.append((time.monotonic(), answer.status))
                 if answer.status == 200:
                     self.acked.append(answer.body["offset"])
                 elif answer.status == 503:
                     self.refused.append(n)
+                    self.refusals[(answer.body.get("error") or {}).get("code")] += 1
                     self.first_503_at = self.first_503_at or time.monotonic()
                     if "Retry-After" not in answer.headers:
                         self.bad_503.append(answer)

@@ -20,8 +20,11 @@ async def test_rollout_restart_keeps_every_message(api, cluster, forwards, repor
     token = api.token([group], sub="rollout")
     subscribers = []
     for pod in old_pods:
-        forward = forwards(f"pod/{pod}", 8001)
         for i in range(CLIENTS_PER_POD):
+            # a port-forward per client: kubectl port-forward exits as a whole when one of its
+            # connections ends in a reset (kubernetes#74551), which would cut a client still
+            # waiting for its turn in the pod's staggered close before its 1012 came
+            forward = forwards(f"pod/{pod}", 8001)
             subscribers.append(Subscriber(f"{pod}#{i}", f"ws://127.0.0.1:{forward.local_port}/ws", token, [group],
                                           reconnect_url=cluster.ws_url))
     await asyncio.gather(*(s.start() for s in subscribers))

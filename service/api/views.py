@@ -2,6 +2,7 @@
 
 import functools
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from service.storage.control import control_request
 from service.storage.presence import group_subscribers, members_page_sync
 from service.storage.publishing import NotReplicated, publish_message
 from service.tokens import token_issue
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "2"
 # A full job queue drains at the pace of the workers, not of a Redis blip: come back later.
@@ -63,8 +66,10 @@ def answer(view_name, method, view, request, *args, **kwargs):
         metrics.redis_ok("http")
     except ApiError as error:
         status, body, headers = error.status, error.body, error.headers
-    except REDIS_FAILURES:
+    except REDIS_FAILURES as failure:
         metrics.redis_failed("http")
+        # what failed, for whoever reads the 503s in the log (the answer only says "retry later")
+        log.warning("%s: Redis failed (%s: %s)", view_name, type(failure).__name__, failure)
         error = ApiError(
             503, "unavailable", "Redis is unreachable; nothing was stored, retry later",
             {"Retry-After": RETRY_AFTER_SECONDS},

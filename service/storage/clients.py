@@ -126,14 +126,25 @@ def make_async(url, **overrides):
 
 
 # What a command sent to a cluster node directly (not through the cluster client, which
-# follows these by itself) answers when the slot map it was routed by is stale.
-_MOVED = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN")
+# follows these by itself) raises when the slot map it was routed by is stale: the node is
+# gone, no longer serves the slot (MOVED, ASK: a failover, a replica where the master was),
+# or the cluster is re-forming; and the cluster client's own "slot not covered". By class:
+# inside a pipeline redis-py rewrites the message ("Command # 1 (...) of pipeline caused
+# error: ..."), so a MOVED from the publish pipeline went unseen and publishes to the group
+# answered 503 for good after a failover.
+_STALE_MAP = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
 
 
 def _stale_map(error):
-    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
-        return True
-    return isinstance(error, redis.ResponseError) and str(error).startswith(_MOVED)
+    return isinstance(error, _STALE_MAP)
 
 
 @contextlib.contextmanager
@@ -147,7 +158,7 @@ def primary_sync(key):
         return
     try:
         yield client.get_redis_connection(client.get_node_from_key(key))
-    except redis.RedisError as error:
+    except REDIS_FAILURES as error:
         if not _stale_map(error):
             raise
         try:
@@ -167,17 +178,17 @@ async def primary_async(client, key):
         yield client
         return
     await client.initialize()
-    node = client.get_node_from_key(key)
-    clients = _primaries.setdefault(client, {})
-    primary = clients.get(node.name)
-    if primary is None:
-        address = parse_cluster_url(settings.REDIS_URL)
-        primary = clients[node.name] = redis.asyncio.Redis(
-            host=node.host, port=node.port, **address.options(), **CLIENT_OPTIONS
-        )
     try:
+        node = client.get_node_from_key(key)
+        clients = _primaries.setdefault(client, {})
+        primary = clients.get(node.name)
+        if primary is None:
+            address = parse_cluster_url(settings.REDIS_URL)
+            primary = clients[node.name] = redis.asyncio.Redis(
+                host=node.host, port=node.port, **address.options(), **CLIENT_OPTIONS
+            )
         yield primary
-    except redis.RedisError as error:
+    except REDIS_FAILURES as error:
         if not _stale_map(error):
             raise
         try:

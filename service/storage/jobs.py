@@ -79,8 +79,13 @@ return redis.call('HGETALL', KEYS[1])
 # Jobs whose time has come: queued ones are put (back) on the channel, running ones
 # whose lease ran out are re-queued (due again from now), and queued ones still not
 # started a queue TTL after their time are given up. Returns {ready jobs, given up}.
-# KEYS: due, queued. ARGV: now, guard, limit, queue ttl, keep.
+# A claim pushes its jobs' next look a guard (a lease) away, so an answer lost on the way
+# (a connection cut after the script ran) would hold them back that long: the call's
+# answer is kept under its claim id for the guard, and the same call made again gets it.
+# KEYS: due, queued, claim. ARGV: now, guard, limit, queue ttl, keep.
 DUE_SCRIPT = END_LUA + """
+local claimed = redis.call('GET', KEYS[3])
+if claimed then return cjson.decode(claimed) end
 local now = tonumber(ARGV[1])
 local ready, expired = {}, 0
 for _, job in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[3])) do
@@ -104,6 +109,9 @@ for _, job in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 
     -- ended, or its record expired: nothing left to run
     redis.call('ZREM', KEYS[1], job); redis.call('ZREM', KEYS[2], job)
   end
+end
+if #ready > 0 then
+  redis.call('SET', KEYS[3], cjson.encode({ready, 0}), 'EX', math.ceil(tonumber(ARGV[2])))
 end
 return {ready, expired}
 """
@@ -246,12 +254,14 @@ def job_view(job_id, record):
     }
 
 
-async def jobs_due(client, *, limit=100):
+async def jobs_due(client, *, claim=None, limit=100):
     """Claim jobs whose time has come; each is looked at again after a lease if nobody
-    starts it. Jobs not started a queue TTL after their time are given up instead."""
+    starts it. Jobs not started a queue TTL after their time are given up instead.
+    `claim` names the call: made again with the same claim (its answer lost, or its jobs
+    not all put on the channel), it answers the same jobs; None is a call of its own."""
     script = client.register_script(DUE_SCRIPT)
     ready, expired = await script(
-        keys=[keys.jobs_due(), keys.jobs_queued()],
+        keys=[keys.jobs_due(), keys.jobs_queued(), keys.jobs_claim(claim or uuid.uuid4().hex)],
         args=[
             time.time(),
             settings.GROUPCAST_JOB_LEASE_SECONDS,

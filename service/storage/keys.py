@@ -143,3 +143,9 @@ def jobs_due():
 def jobs_queued():
     """Sorted set of job ids waiting for a worker slot (the queue depth)."""
     return _in("jobs", "jobs:due:queued")
+
+
+def jobs_claim(claim):
+    """String: what one call of a worker's scheduler claimed (jobs_due), kept a lease long
+    so that the same call made again after a lost answer gets the same jobs."""
+    return _in("jobs", f"jobs:claim:{claim}")

@@ -8,6 +8,7 @@ Redis outages instead of dying, and hands running jobs back on SIGTERM.
 import asyncio
 import logging
 import signal
+import uuid
 
 from django.conf import settings
 
@@ -78,11 +79,17 @@ class GroupcastWorker(GatedWorker):
     async def schedule_due_jobs(self):
         """Put due jobs (new, delayed, retried, or abandoned by a dead worker) on the channel."""
         client = redis_async()
+        claim = uuid.uuid4().hex
         while True:
             try:
-                for job_id in await jobs_due(client):
+                for job_id in await jobs_due(client, claim=claim):
+                    # twice on the channel does no harm: a job runs only from `queued`
                     await self.channel_layer.send(jobs.CHANNEL, {"type": "job.run", "job": job_id})
                 metrics.redis_ok("worker")
+                # all on the channel: the next call claims anew. After a failure, the same
+                # claim again: jobs claimed by a call whose answer or sends were lost are
+                # sent now, not a lease later.
+                claim = uuid.uuid4().hex
             except Exception as error:
                 metrics.redis_failed("worker")
                 log.warning("scheduling due jobs failed: %s", error)

@@ -81,9 +81,9 @@ def one(docs, kind, name):
 
 
 def pod_specs(docs):
-    """(name, pod spec) of every workload and bare Pod."""
+    """(name, pod spec) of every workload, Job and bare Pod."""
     for doc in docs:
-        if doc["kind"] in ("Deployment", "StatefulSet"):
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
             yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
         elif doc["kind"] == "Pod":
             yield doc["metadata"]["name"], doc["spec"]

@@ -29,6 +29,15 @@ MATRIX = {
         },
         (),
     ),
+    "redis-cluster": (
+        {"redis": {"cluster": {"enabled": True}}, "networkPolicy": {"enabled": True}, "config": {"redisMinReplicas": 1}},
+        (),
+    ),
+    "external-redis-cluster": (
+        {"redis": {"enabled": False},
+         "externalRedis": {"url": "rediss+cluster://redis-0.example.com:6380,redis-1.example.com:6380"}},
+        (),
+    ),
     "ingress": (
         {
             "ingress": {

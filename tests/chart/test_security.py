@@ -23,7 +23,12 @@ EVERYTHING_ON = {
 
 def test_checkov_finds_nothing_unaccepted(render, tmp_path):
     checkov = tool("chart-tools.sh", "checkov")
+    # the single Redis, and apart (the chart renders one or the other) the Redis Cluster
     (tmp_path / "manifests.yaml").write_text(yaml.safe_dump_all(render(EVERYTHING_ON, *CRD_APIS)))
+    cluster = [doc for doc in render({**EVERYTHING_ON, "redis": {"cluster": {"enabled": True}}}, *CRD_APIS)
+               if doc["metadata"]["labels"]["app.kubernetes.io/component"].startswith("redis-cluster")]
+    assert cluster
+    (tmp_path / "redis-cluster.yaml").write_text(yaml.safe_dump_all(cluster))
     # --skip-download: no calls to the vendor's API (unreachable here, and not needed).
     done = subprocess.run(
         [checkov, "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download", "--quiet",

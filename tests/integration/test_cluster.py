@@ -207,3 +207,43 @@ async def test_the_channel_layer_keeps_its_keys_in_one_slot_and_works_across_pro
         await first.close_pools()
         await second.flush()
         await second.close_pools()
+
+
+async def test_publishes_follow_a_failover_with_min_replicas(cluster, settings):
+    """With GROUPCAST_REDIS_MIN_REPLICAS a publish goes to its group's master itself (the
+    script and its WAIT share a connection), past the cluster client's own redirections:
+    after a failover the old master, now a replica, answers MOVED. The slot map is then
+    refreshed, so at most the publish that met it is refused (503), and the next ones
+    reach the new master, from sync code (http) and async code (workers, sockets) alike."""
+    from devstack import wait_until
+    from service.storage import keys
+    from service.storage.clients import REDIS_FAILURES
+    from service.storage.publishing import apublish_message, publish_message
+
+    settings.REDIS_URL = cluster.url
+    settings.GROUPCAST_REDIS_MIN_REPLICAS = 1
+    group = "failover.moved"
+    publish_message(group=group, data={"n": 0})
+    await apublish_message(group=group, data={"n": 0})
+    master = cluster.owner_of(keys.stream(group))
+    (replica,) = [p for p in cluster.ports if cluster.info(p, "replication").get("master_port") == master]
+    assert cluster.command(replica, "CLUSTER", "FAILOVER") == "OK"  # a clean, manual failover
+    await asyncio.to_thread(wait_until, lambda: cluster.owner_of(keys.stream(group)) == replica and cluster.healthy(),
+                            30, "the replica to take over")
+
+    async def outcomes(publish):
+        seen = []
+        for n in range(4):
+            try:
+                await publish(n)
+                seen.append("ok")
+            except REDIS_FAILURES as error:
+                seen.append(type(error).__name__)
+        return seen
+
+    for name, publish in {
+        "sync": lambda n: asyncio.to_thread(publish_message, group=group, data={"n": n}),
+        "async": lambda n: apublish_message(group=group, data={"n": n}),
+    }.items():
+        seen = await outcomes(publish)
+        assert seen[1:] == ["ok"] * 3, (name, seen)

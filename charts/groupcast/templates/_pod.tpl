@@ -1,7 +1,10 @@
 {{/* REDIS_URL as an EnvVar: a secret reference, or the URL built from the values. */}}
 {{- define "groupcast.redisUrlEnv" -}}
+{{- include "groupcast.redisCluster.check" . }}
 - name: REDIS_URL
-{{- if .Values.redis.enabled }}
+{{- if include "groupcast.redisCluster.enabled" . }}
+  value: {{ include "groupcast.redisCluster.url" . | quote }}
+{{- else if .Values.redis.enabled }}
   value: {{ printf "redis://%s:6379/0" (include "groupcast.componentName" (dict "ctx" . "component" "redis")) | quote }}
 {{- else if .Values.externalRedis.existingSecret }}
   valueFrom:
