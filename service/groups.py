@@ -1,5 +1,6 @@
 """Group names and offsets: the two identifiers every part of groupcast agrees on."""
 
+import functools
 import re
 
 # The Channels group-name alphabet, up to 100 characters.
@@ -50,6 +51,17 @@ class GroupPatterns:
 
     def __repr__(self):
         return f"GroupPatterns({sorted(self.names) + [p + '*' for p in self.prefixes]})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_patterns(patterns):
+    return GroupPatterns(patterns)
+
+
+def group_patterns(patterns):
+    """GroupPatterns of a token's list, one object for every connection whose token names
+    the same list (most name a few common lists; a set costs ~0.5 kB per connection)."""
+    return _shared_patterns(tuple(patterns))
 
 
 def parse_offset(value):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import jwt
 from django.conf import settings
 
-from service.groups import GroupPatterns, is_group_pattern
+from service.groups import GroupPatterns, group_patterns, is_group_pattern
 
 INFO_MAX_BYTES = 1024
 
@@ -99,4 +99,4 @@ def _claims(payload):
     info = payload.get("info")
     if info is not None and not info_valid(info):
         raise TokenError("invalid token: info must be a JSON object of at most 1 kB")
-    return Claims(sub, GroupPatterns(groups), GroupPatterns(publish), info, float(exp))
+    return Claims(sub, group_patterns(groups), group_patterns(publish), info, float(exp))

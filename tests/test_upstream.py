@@ -50,3 +50,22 @@ def test_gunicorn_refusals_are_written_in_the_api_error_shape():
         assert util.write_error is gunicorn.write_json_error
     finally:
         util.write_error = original
+
+
+def test_autobahn_options_live_on_the_protocol_class_not_on_each_connection():
+    from autobahn.twisted.websocket import WebSocketServerFactory
+
+    from service.upstream import autobahn
+
+    factory = WebSocketServerFactory()
+    original = factory.protocol
+    autobahn.configure(factory)
+    protocol = factory.buildProtocol(None)
+    protocol._connectionMade = lambda: None  # no transport here; only the options matter
+    assert isinstance(protocol, original) and factory.protocol.CONFIG_ATTRS == ()
+    for name in original.CONFIG_ATTRS:
+        assert getattr(protocol, name) == getattr(factory, name), name
+        assert name not in protocol.__dict__, name
+    assert protocol.closeHandshakeTimeout == autobahn.CLOSE_HANDSHAKE_TIMEOUT
+    # a callable option is called as a plain function, not bound as a method
+    assert protocol.perMessageCompressionAccept(["offer"]) == factory.perMessageCompressionAccept(["offer"])

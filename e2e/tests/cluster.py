@@ -171,41 +171,67 @@ class Cluster:
 
 
 class PortForward:
-    """`kubectl port-forward TARGET :PORT` on 127.0.0.1, its local port parsed from its output."""
+    """`kubectl port-forward TARGET :PORT` on 127.0.0.1, its local port parsed from its output.
+
+    kubectl port-forward exits as a whole when one forwarded connection ends in a reset
+    ("lost connection to pod", kubernetes/kubernetes#74551) -- a server closing a banned
+    client does that. A client of a real Service would only see its own connection end, so
+    the forward is started again on the same local port and the clients reconnect as usual."""
 
     LINE = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) ->")
 
     def __init__(self, cluster, target, port, timeout=30):
-        self.target = target
-        self.process = subprocess.Popen(
-            [cluster.kubectl_bin, "-n", cluster.namespace, "port-forward", "--address", "127.0.0.1",
-             target, f":{port}"],
+        self.cluster, self.target, self.port = cluster, target, port
+        self.local_port = None
+        self.output = []
+        self.restarts = 0
+        self._stopped = threading.Event()
+        self.process = self._start(f":{port}", timeout)
+        threading.Thread(target=self._keep, daemon=True).start()
+
+    def _start(self, ports, timeout):
+        process = subprocess.Popen(
+            [self.cluster.kubectl_bin, "-n", self.cluster.namespace, "port-forward", "--address",
+             "127.0.0.1", self.target, ports],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        with open(cluster.pid_file, "a") as pids:
-            pids.write(f"{self.process.pid}\n")
-        self.local_port = None
+        with open(self.cluster.pid_file, "a") as pids:
+            pids.write(f"{process.pid}\n")
         found = threading.Event()
-        self.output = []
 
         def read():
-            for line in self.process.stdout:
+            for line in process.stdout:
                 self.output.append(line.rstrip())
                 match = self.LINE.search(line)
-                if match and self.local_port is None:
+                if match:
                     self.local_port = int(match.group(1))
                     found.set()
 
         threading.Thread(target=read, daemon=True).start()
         if not found.wait(timeout):
-            self.stop()
-            raise ClusterError(f"port-forward to {target} did not start: {self.output}")
+            process.kill()
+            process.wait(5)
+            raise ClusterError(f"port-forward to {self.target} did not start: {self.output[-10:]}")
+        return process
+
+    def _keep(self):
+        while not self._stopped.is_set():
+            self.process.wait()
+            if self._stopped.is_set():
+                return
+            try:  # the same local port, so clients that know it reconnect
+                self.process = self._start(f"{self.local_port}:{self.port}", 30)
+                self.restarts += 1
+            except ClusterError:
+                if self._stopped.wait(1):
+                    return
 
     @property
     def alive(self):
         return self.process.poll() is None
 
     def stop(self):
+        self._stopped.set()
         if self.process.poll() is None:
             self.process.terminate()
             try:

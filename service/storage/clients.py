@@ -231,8 +231,8 @@ def redis_problem(role, keys=()):
     """None when Redis answers for `role`, else why not, recorded in the role's metrics.
     On a cluster only the masters the role depends on are asked: those of `keys`, or every
     master; each is recorded by shard, and a failure refreshes the slot map."""
-    client = redis_sync()
     try:
+        client = redis_sync()  # a cluster client asks for the slot map as it is built
         if isinstance(client, redis.cluster.RedisCluster):
             problem = _shards_problem(role, client, keys)
         else:
@@ -270,8 +270,8 @@ def _shards_problem(role, client, keys):
 
 async def aredis_problem(role, keys=()):
     """redis_problem for async code (the worker's probes)."""
-    client = redis_async()
     try:
+        client = redis_async()
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             problem = await _ashards_problem(role, client, keys)
         else:

@@ -39,6 +39,20 @@ def send_close(protocol, code, reason):
     protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode()[:123])
 
 
+# What autobahn keeps of the opening handshake (protocol.py, processHandshake) and never
+# reads once the connection is open: the raw request, its parsed headers, its first line.
+HANDSHAKE_ATTRIBUTES = (
+    "http_request_data", "http_headers", "http_status_line", "http_request_uri", "http_request_params",
+)
+
+
+def forget_handshake(protocol):
+    """Let go of the handshake's request once the connection is open (~2 kB of every
+    idle connection otherwise)."""
+    for name in HANDSHAKE_ATTRIBUTES:
+        protocol.__dict__.pop(name, None)
+
+
 def configure(factory):
     """Server-wide protocol options.
 
@@ -51,3 +65,17 @@ def configure(factory):
     factory.setProtocolOptions(
         closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT, failByDrop=False, allowNullOrigin=True
     )
+    # autobahn copies each of its ~40 options from the factory onto every new connection
+    # that lacks it, and formats the list with pprint for a debug line whatever the log
+    # level (protocol.py, _connectionMade): a ~2 kB instance dict per connection, and 11%
+    # of a socket process's CPU in a reconnect storm. As class attributes of the factory's
+    # own protocol class every connection has them already (shared), and with no
+    # CONFIG_ATTRS left to copy there is nothing to format.
+    protocol = factory.protocol
+    options = {name: _as_class_attribute(getattr(factory, name)) for name in protocol.CONFIG_ATTRS}
+    factory.protocol = type(protocol.__name__, (protocol,), {**options, "CONFIG_ATTRS": ()})
+
+
+def _as_class_attribute(value):
+    # an option that is a function (perMessageCompressionAccept) must not become a method
+    return staticmethod(value) if callable(value) else value

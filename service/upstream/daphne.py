@@ -58,6 +58,32 @@ class Server(daphne.server.Server):
         if kind == "websocket.http.response.body":
             return  # autobahn writes the refusal's body itself
         await super().handle_reply(protocol, message)
+        if kind == "websocket.accept" and autobahn.is_protocol(protocol):
+            forget_handshake(protocol)
+
+
+class _Path:
+    """What Daphne's WebSocket protocol still reads of its request once open (its path,
+    for the access log)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path):
+        self.path = path
+
+
+def forget_handshake(protocol):
+    """Once a WebSocket is open, let go of its handshake: the request with its headers
+    and parameters (Daphne's `request`, `clean_headers` — the list the ASGI scope's
+    `headers` is — and autobahn's copies), ~4 kB of every idle connection otherwise. The
+    application read what it needed from the scope during `connect`."""
+    request = getattr(protocol, "request", None)
+    if request is not None:
+        protocol.request = _Path(request.path)
+    headers = getattr(protocol, "clean_headers", None)
+    if headers is not None:
+        headers.clear()
+    autobahn.forget_handshake(protocol)
 
 
 def websocket_protocol(send):
