@@ -204,10 +204,13 @@ def write_outputs(run, stamp):
     latest = RESULTS / "latest.md"
     latest.write_text(markdown + "\n")
     outputs = [json_path, latest]
-    if run["meta"]["mode"] not in ("full", "quick"):
-        return outputs  # the plots are of one group against connections: not measured
     try:
-        for path in report.plots(run, RESULTS / stamp):
+        # the one-group plots are of one group against connections: full and quick only
+        paths = report.plots(run, RESULTS / stamp) if run["meta"]["mode"] in ("full", "quick") else []
+        topologies = RESULTS / f"{stamp}-topologies.png"
+        if scaling.cluster_plot(run, topologies):
+            paths.append(topologies)
+        for path in paths:
             shutil.copyfile(path, RESULTS / path.name.replace(stamp, "latest"))
             outputs.append(path)
     except Exception as error:  # the numbers matter more than the pictures
