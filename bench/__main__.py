@@ -1,6 +1,6 @@
 """`python -m bench`: groupcast against its peers, one system at a time, in one run.
 
-    python -m bench            every scenario (make bench; under 30 minutes)
+    python -m bench            every scenario (make bench; about 35 minutes)
     python -m bench --quick    saturation only: one group of 1,000
     python -m bench --cluster  groupcast on one Redis, a 1-shard and a 3-shard cluster
     python -m bench --shard-fanout   Redis CPU per publish against subscribing processes
@@ -45,10 +45,10 @@ def options():
                       help="1,000 connections in one group at saturation only (a few minutes)")
     mode.add_argument("--cluster", action="store_true",
                       help="groupcast alone, 1,000 groups of 10 on one Redis, a 1-shard and a "
-                           "3-shard Redis Cluster (about 7 minutes)")
+                           "3-shard Redis Cluster (about 12 minutes)")
     mode.add_argument("--shard-fanout", action="store_true",
                       help="groupcast alone, Redis CPU per publish with the groups' members on "
-                           "1, 2, 4 and 8 socket processes (about 10 minutes)")
+                           "1, 2, 4 and 8 socket processes (about 12 minutes)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated, from: {', '.join(SYSTEMS)}")
     parser.add_argument("--scenarios", default="",

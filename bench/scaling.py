@@ -434,7 +434,7 @@ def cluster_plot(run, path):
             bar(axis, x + (index - (len(saturations) - 1) / 2) * width,
                 figures and figures["publishes_per_s"], width=width, color=f"C{index}",
                 label=name if x == 0 else None)
-    axis.set_title("publishes/s at saturation (this machine's roles)", fontsize=9)
+    axis.set_title("publishes/s at saturation\n(what this machine's roles fed Redis)", fontsize=9)
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=8)
 
@@ -454,7 +454,7 @@ def cluster_plot(run, path):
             axis.errorbar(x, total["median"], yerr=[[total["median"] - total["min"]],
                                                     [total["max"] - total["median"]]],
                           fmt="none", ecolor="black", capsize=3)
-    axis.set_title(f"server CPU µs per delivery, {CLUSTER_ROW_RATE[1]}", fontsize=9)
+    axis.set_title(f"server CPU µs per delivery, by role\n{CLUSTER_ROW_RATE[1]}", fontsize=9)
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=8)
 
@@ -467,7 +467,7 @@ def cluster_plot(run, path):
         for index, node in enumerate(sorted(by_node)):
             bar(axis, x + (index - (len(by_node) - 1) / 2) * width, by_node[node],
                 width=width, color=f"C{index + 6}")
-    axis.set_title(f"each redis-server's CPU µs per publish (all publishes), "
+    axis.set_title(f"each redis-server's CPU µs per publish (of all publishes)\n"
                    f"{CLUSTER_ROW_RATE[1]}", fontsize=9)
 
     for axis in axes:
