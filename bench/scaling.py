@@ -433,7 +433,8 @@ def cluster_plot(run, path):
             figures = summaries[name]["topologies"].get(topology)
             bar(axis, x + (index - (len(saturations) - 1) / 2) * width,
                 figures and figures["publishes_per_s"], width=width, color=f"C{index}",
-                label=name if x == 0 else None)
+                label=(f"{name}, HTTP publish" if name == CLUSTER_ROW_HTTP[1] else name)
+                if x == 0 else None)
     axis.set_title("publishes/s at saturation\n(what this machine's roles fed Redis)", fontsize=9)
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=8)
