@@ -69,3 +69,22 @@ def test_autobahn_options_live_on_the_protocol_class_not_on_each_connection():
     assert protocol.closeHandshakeTimeout == autobahn.CLOSE_HANDSHAKE_TIMEOUT
     # a callable option is called as a plain function, not bound as a method
     assert protocol.perMessageCompressionAccept(["offer"]) == factory.perMessageCompressionAccept(["offer"])
+
+
+def test_an_open_connection_forgets_its_handshake_but_can_still_queue_a_synchronous_send():
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+    from service.upstream import autobahn
+
+    factory = WebSocketServerFactory()
+    factory.protocol = WebSocketServerProtocol
+    protocol = factory.buildProtocol(None)
+    protocol.__dict__.update(send_queue=__import__("collections").deque(), http_headers={"host": "h"},
+                             http_response_data=b"HTTP/1.1 101")
+    autobahn.forget_handshake(protocol)
+    assert "http_headers" not in protocol.__dict__ and "http_response_data" not in protocol.__dict__
+    assert protocol.trafficStats is autobahn.SHARED_TRAFFIC_STATS
+    assert len(protocol.send_queue) == 0
+    protocol.send_queue.append((b"frame", True))  # what sendData(sync=True) does
+    assert list(protocol.send_queue) == [(b"frame", True)]
+    assert protocol.send_queue.popleft() == (b"frame", True)

@@ -22,7 +22,7 @@ from service.groups import offset_after, offset_millis
 from service.socket import frames
 from service.socket.frames import Frame
 from service.storage import keys, wire
-from service.storage.history import history_read
+from service.storage.history import History, history_read
 from service.storage.pubsub import LinkSilent, Subscriptions, reconnect_delay
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,11 @@ class LocalGroup:
         self.dark = False
         self.recovery = None  # the replay task
         self.again = False  # the channel came back once more during the replay
+
+    @property
+    def live(self):
+        """Delivering as announced: offset known, no gap being held or replayed."""
+        return self.last_offset is not None and self.held is None and not self.dark
 
     @property
     def size(self):
@@ -113,7 +118,7 @@ class Fanout:
         members = count = None
         try:
             history, _ = await asyncio.gather(
-                history_read(self.client, group=group, since=since, cap=settings.GROUPCAST_REPLAY_MAX),
+                self._history(state, since),
                 self.presence.flush(),
             )
             if presence:
@@ -163,6 +168,15 @@ class Fanout:
         if presence and join_leave:
             state.watchers[subscriber] = None
         subscriber.groups.add(group)
+
+    def _history(self, state, since):
+        """What a joining subscriber missed and where the group stands. Joining a group
+        this process already follows, with no `since`, needs no round trip: the offset it
+        last delivered is where the newcomer starts, and what arrives later is held for
+        it like any live message (a reconnect storm joins mostly such groups)."""
+        if since is None and state.live:
+            return _known(History(state.last_offset, [], False, self.client, state.name))
+        return history_read(self.client, group=state.name, since=since, cap=settings.GROUPCAST_REPLAY_MAX)
 
     async def leave(self, group, subscriber, *, keep_presence=False):
         """Take a subscriber out of a group. `keep_presence`: leave its membership to
@@ -345,3 +359,7 @@ class Fanout:
                 self._deliver(state, offset, data_json)
             recovered += len(page)
         metrics.RECOVERED.inc(recovered * len(state.subscribers))
+
+
+async def _known(history):
+    return history

@@ -424,6 +424,7 @@ class Link:
         misses = self.subscriptions.ping_misses
         pinged = None  # when the unanswered ping went out, if one is outstanding
         missed = 0
+        pubsub = self.pubsub  # this connection's: a drop clears self.pubsub under a sleeping watchdog
         while True:
             await asyncio.sleep(period)
             if pinged is not None and self.heard >= pinged:
@@ -436,7 +437,7 @@ class Link:
                 # Idle (nothing read for half a period or more): ask for a pong. A busy
                 # link proves itself with its traffic.
                 pinged = loop.time()
-                await self.pubsub.ping()
+                await pubsub.ping()
 
     async def _drop_connection(self, error, *tasks):
         was_up = self.up.is_set()
