@@ -88,3 +88,34 @@ async def test_group_stream_expires_after_the_history_ttl(client, settings, sync
     settings.GROUPCAST_HISTORY_TTL = 100
     await apublish_message(group="short", data=1)
     assert 0 < sync_redis.ttl(keys.stream("short")) <= 100
+
+
+async def test_concurrent_async_publishes_batched_together_each_get_their_own_offset_in_order(sync_redis):
+    import asyncio
+
+    before = sync_redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    offsets = await asyncio.gather(*(apublish_message(group=f"batch.{i % 3}", data=i) for i in range(30)))
+    for g in range(3):  # each group's messages stored in the order they were published
+        stored = sync_redis.xrange(keys.stream(f"batch.{g}"))
+        assert [fields[b"d"] for _, fields in stored] == [str(i).encode() for i in range(g, 30, 3)]
+        assert [entry_id.decode() for entry_id, _ in stored] == offsets[g::3]
+    assert sync_redis.info("commandstats")["cmdstat_evalsha"]["calls"] - before == 30
+
+
+async def test_a_batch_recovers_from_a_flushed_script_cache_and_fails_only_the_bad_publish(sync_redis):
+    import asyncio
+
+    import redis
+
+    await apublish_message(group="warm", data=0)  # the script is loaded
+    sync_redis.script_flush()
+    sync_redis.set(keys.stream("wrongtype"), "not a stream")  # its XADD fails
+    results = await asyncio.gather(
+        apublish_message(group="ok.1", data=1),
+        apublish_message(group="wrongtype", data=2),
+        apublish_message(group="ok.2", data=3),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], redis.ResponseError)
+    assert [len(sync_redis.xrange(keys.stream(g))) for g in ("ok.1", "ok.2")] == [1, 1]
+    assert all(isinstance(r, str) for r in (results[0], results[2]))

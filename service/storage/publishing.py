@@ -7,11 +7,13 @@ needs to build the client frame once. On a Redis Cluster the script runs on the 
 shard (its keys and channel share the group's slot) and announces with SPUBLISH.
 """
 
+import asyncio
 import json
 import time
 import weakref
 
 import redis
+import redis.asyncio.cluster
 from django.conf import settings
 
 from service import metrics
@@ -119,9 +121,11 @@ async def apublish_encoded(*, group, data_json, once_key=None):
     """apublish_message for data already encoded as canonical JSON (encode_data)."""
     started = time.perf_counter()
     client = redis_async()
-    script = client.register_script(keys.sharded(PUBLISH_SCRIPT))
     script_keys, args = _script_args(group, data_json, once_key)
     replicas = _replicas()
+    if replicas is None and not isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return _result(group, await _batch_of(client).publish(script_keys, args), started)
+    script = client.register_script(keys.sharded(PUBLISH_SCRIPT))
     if replicas is None:
         return _result(group, await script(keys=script_keys, args=args), started)
     async with primary_async(client, script_keys[0]) as primary, primary.pipeline(transaction=False) as pipe:
@@ -130,3 +134,59 @@ async def apublish_encoded(*, group, data_json, once_key=None):
         reply, acknowledged_by = await pipe.execute()
     _check_replicated(acknowledged_by)
     return _result(group, reply, started)
+
+
+_batches = weakref.WeakKeyDictionary()  # async client -> its PublishBatch
+
+
+def _batch_of(client):
+    batch = _batches.get(client)
+    if batch is None:
+        batch = _batches[client] = PublishBatch(client)
+    return batch
+
+
+class PublishBatch:
+    """The publishes of one pass of the event loop (clients publishing over their
+    WebSockets, jobs) go to Redis as one pipeline: one round trip and one pooled
+    connection for all of them instead of one each, which was a third of a socket
+    process's CPU per client publish. Each script still runs on its own, in order;
+    a publisher waits for its own reply, so its next publish comes after it."""
+
+    def __init__(self, client):
+        self.client = client
+        self.script = client.register_script(PUBLISH_SCRIPT)
+        self.waiting = []
+
+    def publish(self, script_keys, args):
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((script_keys, args, future))
+        if len(self.waiting) == 1:
+            asyncio.get_running_loop().call_soon(self._send_soon)
+        return future
+
+    def _send_soon(self):
+        batch, self.waiting = self.waiting, []
+        asyncio.ensure_future(self._send(batch))
+
+    async def _send(self, batch):
+        try:
+            replies = await self._run(batch)
+            if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+                await self.client.script_load(self.script.script)  # Redis restarted or flushed
+                replies = await self._run(batch)
+        except Exception as error:
+            replies = [error] * len(batch)
+        for (_, _, future), reply in zip(batch, replies):
+            if future.done():
+                continue  # its publisher gave up waiting
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _run(self, batch):
+        async with self.client.pipeline(transaction=False) as pipe:
+            for script_keys, args, _ in batch:
+                pipe.evalsha(self.script.sha, len(script_keys), *script_keys, *args)
+            return await pipe.execute(raise_on_error=False)
