@@ -203,9 +203,7 @@ def targets(results):
         growth = many["median"] / one["median"]
         out.append(judged("HTTP publish p50 at 10,000 subscribers within 1.5x of 1", growth,
                           growth <= 1.5, min(one["n"], many["n"])))
-    cluster_cost = scaling.cost_target(results)
-    if cluster_cost:
-        out.append(cluster_cost)
+    out += scaling.cost_targets(results)
     return out
 
 

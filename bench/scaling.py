@@ -184,19 +184,26 @@ def cluster_summary(results):
     return out
 
 
-def cost_target(results):
-    """The issue's bound, judged on the equal load's medians: at saturation the
-    topologies stop at different windows, and CPU per delivery falls as the window grows
-    (more messages per event-loop pass), so only equal work compares the topologies."""
-    summary = cluster_summary(results).get(CLUSTER_ROW_RATE[1])
-    cost = summary and summary["one_shard_cost_over_single"]
-    if not cost:
-        return None
-    n = min(summary["topologies"][t]["server_cpu_us_per_delivery"]["n"]
-            for t in ("single", "cluster-1"))
-    return {"target": "1-shard cluster: ≤ 15% more server CPU per delivery than one Redis "
-                      f"(1,000 groups of 10, {CLUSTER_ROW_RATE[1]})",
-            "value": cost["ratio"], "unit": "x", "met": cost["ratio"] <= CLUSTER_COST_BOUND, "n": n}
+def cost_targets(results):
+    """The issue's bound, judged twice on the medians: at the equal load, where every
+    topology does the same work, and at the WebSocket publish saturation, where each
+    stops at its own window (CPU per delivery falls as the window grows, since more
+    messages share each event-loop pass, so there a cheaper topology also gains from a
+    larger window)."""
+    summaries = cluster_summary(results)
+    out = []
+    for phase_name in (CLUSTER_ROW_RATE[1], CLUSTER_ROW[1]):
+        summary = summaries.get(phase_name)
+        cost = summary and summary["one_shard_cost_over_single"]
+        if not cost:
+            continue
+        n = min(summary["topologies"][t]["server_cpu_us_per_delivery"]["n"]
+                for t in ("single", "cluster-1"))
+        out.append({"target": "1-shard cluster: ≤ 15% more server CPU per delivery than one "
+                              f"Redis (1,000 groups of 10, {phase_name})",
+                    "value": cost["ratio"], "unit": "x",
+                    "met": cost["ratio"] <= CLUSTER_COST_BOUND, "n": n})
+    return out
 
 
 def _median(measured):

@@ -83,13 +83,15 @@ def test_three_over_one_shard_is_the_medians_ratio_with_per_round_range():
 
 
 @pytest.mark.parametrize(("cluster_socket_cpu", "met"), [(1.1, True), (1.3, False)])
-def test_cost_bound_is_judged_at_the_equal_load(cluster_socket_cpu, met):
-    target = scaling.cost_target(results(cluster_socket_cpu))
+def test_cost_bound_is_judged_at_the_equal_load_and_at_saturation(cluster_socket_cpu, met):
+    equal, saturation = scaling.cost_targets(results(cluster_socket_cpu))
     cost = (cluster_socket_cpu + 0.01 + 0.06) / (1.0 + 0.01 + 0.06)
-    assert target["value"] == pytest.approx(cost)
-    assert target["met"] is met
-    assert target["n"] == 2
-    assert CLUSTER_ROW_RATE[1] in target["target"]
+    for target in (equal, saturation):
+        assert target["value"] == pytest.approx(cost)
+        assert target["met"] is met
+        assert target["n"] == 2
+    assert CLUSTER_ROW_RATE[1] in equal["target"]
+    assert CLUSTER_ROW[1] in saturation["target"]
 
 
 def test_lines_and_tables_name_every_topology():
