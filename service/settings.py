@@ -148,6 +148,8 @@ MIDDLEWARE = [
     # outermost: every answer, errors included, carries the request's id and ends its JSON
     # with a newline
     "service.logs.RequestIdMiddleware",
+    # after the newline is added: the length of what is sent
+    "service.api.content_length.ContentLengthMiddleware",
     "service.logs.JsonNewlineMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "service.api.errors.JsonErrorMiddleware",

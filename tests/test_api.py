@@ -290,6 +290,7 @@ def test_json_answers_end_with_a_newline_and_carry_a_request_id():
         response = client.get(path)
         assert response["Content-Type"].startswith("application/json"), path
         assert response.content.endswith(b"\n") and not response.content.endswith(b"\n\n"), path
+        assert response["Content-Length"] == str(len(response.content)), path  # not chunked
         assert len(response["X-Request-ID"]) == 32, path
     assert client.get("/healthz", HTTP_X_REQUEST_ID="trace-1.a:b")["X-Request-ID"] == "trace-1.a:b"
     assert client.get("/healthz", HTTP_X_REQUEST_ID="x" * 129)["X-Request-ID"] != "x" * 129

@@ -57,8 +57,9 @@ class Peer:
 
 
 @pytest.fixture
-def connection():
-    """(sink, peer, transport) for one open WebSocket over Twisted's TCP transport."""
+async def connection():
+    """(sink, peer, transport) for one open WebSocket over Twisted's TCP transport, the sink
+    made in the event loop as the consumer makes it."""
     ours, theirs = socket.socketpair()
     theirs.setblocking(False)
     protocol = WebSocketServerProtocol()

@@ -17,10 +17,12 @@ class ApiError(Exception):
         # what a refusal metric counts it as (finer than the code the client sees)
         self.reason = reason or code
 
+    @property
+    def body(self):
+        return {"error": {"code": self.code, "message": self.message}}
+
     def response(self):
-        response = JsonResponse(
-            {"error": {"code": self.code, "message": self.message}}, status=self.status
-        )
+        response = JsonResponse(self.body, status=self.status)
         for name, value in self.headers.items():
             response[name] = value
         return response
