@@ -42,9 +42,9 @@ push:  ## build and push the image: make push IMAGE=<registry>/groupcast:<tag>
 e2e:  ## end-to-end on a real kind cluster (builds its pinned tool chain first)
 	e2e/run.sh
 
-bench: deps  ## groupcast vs stock Channels, python-socketio and Centrifugo
+bench: deps  ## groupcast vs stock Channels, python-socketio and Centrifugo; ARGS="--cluster": the Redis topologies alone
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --all-groups
-	$(PYTHON) -m bench
+	$(PYTHON) -m bench $(ARGS)
 
 soak: deps system-deps  ## 10 minutes of connect/subscribe/disconnect churn: memory, leaks, loss
 	$(UV) sync --frozen --all-groups

@@ -1,7 +1,9 @@
 """`python -m bench`: groupcast against its peers, one system at a time, in one run.
 
-    python -m bench            every scenario (make bench; under 25 minutes)
-    python -m bench --quick    saturation only: one group of 1,000 and 100 groups of 10
+    python -m bench            every scenario (make bench; about 35 minutes)
+    python -m bench --quick    saturation only: one group of 1,000
+    python -m bench --cluster  groupcast on one Redis, a 1-shard and a 3-shard cluster
+    python -m bench --shard-fanout   Redis CPU per publish against subscribing processes
     python -m bench --systems groupcast,centrifugo --scenarios one-group-1000
 
 The repeated scenarios (one group of 1,000, 100 groups of 10, SSE) run first, in rounds,
@@ -23,11 +25,13 @@ from pathlib import Path
 
 import psutil
 
-from bench import report
+from bench import report, scaling
 from bench.load_generator import loadgen_binary
-from bench.run import ScenarioRun, redis_flush
-from bench.scenarios import FULL, QUICK, REPEATS
+from bench.run import ScenarioRun
+from bench.scenarios import CLUSTER_ONLY, FULL, QUICK, REPEATS, SHARD_FANOUT
 from bench.systems import SYSTEMS, centrifugo_binary
+from bench.topologies import title as topology_title
+from bench.topologies import topology
 from devstack import Redis
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,8 +40,15 @@ FD_LIMIT = 20000
 
 def options():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="1,000 connections in one group at saturation only (a few minutes)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true",
+                      help="1,000 connections in one group at saturation only (a few minutes)")
+    mode.add_argument("--cluster", action="store_true",
+                      help="groupcast alone, 1,000 groups of 10 on one Redis, a 1-shard and a "
+                           "3-shard Redis Cluster (about 12 minutes)")
+    mode.add_argument("--shard-fanout", action="store_true",
+                      help="groupcast alone, Redis CPU per publish with the groups' members on "
+                           "1, 2, 4 and 8 socket processes (about 12 minutes)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated, from: {', '.join(SYSTEMS)}")
     parser.add_argument("--scenarios", default="",
@@ -49,19 +60,30 @@ def options():
 
 
 def plan(scenarios, systems, repeats):
-    """(system, scenario, round) in run order: the repeated scenarios first, round by
-    round, every system in each round (the order rotating by one each round), so that a
-    slow spell on a shared machine falls on one round of every system rather than on all
-    rounds of one; then every other scenario, system by system."""
+    """(system, scenario, round, Redis topology) in run order: the repeated scenarios
+    first, round by round, every system in each round (the order rotating by one each
+    round), so that a slow spell on a shared machine falls on one round of every system
+    rather than on all rounds of one; a scenario on several Redis topologies runs on each
+    in turn, their order rotating the same way; then every other scenario, system by
+    system. The topology None is the run's shared Redis."""
     runs = []
     repeated = [s for s in scenarios if s.repeated]
     for round_number in range(1, max(1, repeats) + 1 if repeated else 1):
-        shift = (round_number - 1) % len(systems)
-        for system in systems[shift:] + systems[:shift]:
-            runs += [(system, s, round_number) for s in repeated if s.runs_on(system)]
+        for system in rotated(systems, round_number):
+            runs += [(system, s, round_number, redis)
+                     for s in repeated if s.runs_on(system)
+                     for redis in rotated(s.topologies(), round_number)]
     for system in systems:
-        runs += [(system, s, 1) for s in scenarios if not s.repeated and s.runs_on(system)]
+        runs += [(system, s, 1, redis) for s in scenarios if not s.repeated and s.runs_on(system)
+                 for redis in s.topologies()]
     return runs
+
+
+def rotated(items, round_number):
+    """`items` turned by one for each round after the first."""
+    items = list(items)
+    shift = (round_number - 1) % len(items)
+    return items[shift:] + items[:shift]
 
 
 def raise_fd_limit():
@@ -81,7 +103,10 @@ def main():
     args = options()
     raise_fd_limit()
     stop_on_sigterm()
-    scenarios = QUICK if args.quick else FULL
+    scenarios = (QUICK if args.quick else CLUSTER_ONLY if args.cluster
+                 else SHARD_FANOUT if args.shard_fanout else FULL)
+    if (args.cluster or args.shard_fanout) and args.systems == ",".join(SYSTEMS):
+        args.systems = "groupcast"  # their scenarios run groupcast alone
     if args.scenarios:
         wanted = args.scenarios.split(",")
         scenarios = [s for s in scenarios if s.key in wanted]
@@ -101,7 +126,9 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="groupcast-bench-"))
     redis_server = Redis(workdir / "redis", fsync="everysec")
     run = {"meta": {
-        "started": started.isoformat(timespec="seconds"), "mode": "quick" if args.quick else "full",
+        "started": started.isoformat(timespec="seconds"),
+        "mode": ("quick" if args.quick else "cluster" if args.cluster
+                 else "shard-fanout" if args.shard_fanout else "full"),
         "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(), "load_average_before": list(psutil.getloadavg()),
         "scenarios": [s.key for s in scenarios], "systems": systems, "repeats": args.repeats,
@@ -110,17 +137,18 @@ def main():
     try:
         redis_server.start()
         run["meta"]["redis_version"] = redis_version(redis_server.url)
-        for system_name, scenario, round_number in plan(scenarios, systems, args.repeats):
-            redis_flush(redis_server.url)
+        for system_name, scenario, round_number, redis_key in plan(scenarios, systems, args.repeats):
             label = f" (round {round_number})" if scenario.repeated else ""
-            print(f"[{time.monotonic() - clock:6.0f}s] {system_name}: {scenario.title}{label}",
+            on = f", on a {topology_title(redis_key)}" if redis_key else ""
+            print(f"[{time.monotonic() - clock:6.0f}s] {system_name}: {scenario.title}{on}{label}",
                   flush=True)
-            system = SYSTEMS[system_name](
-                redis_url=redis_server.url,
-                workdir=workdir / system_name.replace(" ", "-") / f"{scenario.key}-{round_number}")
+            run_dir = (workdir / system_name.replace(" ", "-")
+                       / f"{scenario.key}-{round_number}{'-' + redis_key if redis_key else ''}")
+            redis = topology(redis_key, run_dir / "redis", redis_server)
+            system = SYSTEMS[system_name](redis_url=redis.url, workdir=run_dir,
+                                          socket_processes=scenario.socket_processes)
             result = ScenarioRun(system=system, scenario=scenario, round_number=round_number,
-                                 redis_process=redis_server.process,
-                                 workdir=system.workdir).run()
+                                 redis=redis, workdir=system.workdir).run()
             run["results"].append(result)
             print(summary_line(result), flush=True)
     except KeyboardInterrupt:
@@ -136,8 +164,10 @@ def main():
         else:
             print(f"logs kept in {workdir}")
     print("\n".join(f"wrote {path.relative_to(RESULTS.parent.parent)}" for path in outputs))
-    print("\n".join(report.small_groups_lines(run["results"])))
-    print("\n".join(report.ratio_lines(run["results"])))
+    lines = scaling.cluster_lines(run["results"]) + scaling.shard_fanout_lines(run["results"])
+    if run["meta"]["mode"] in ("full", "quick"):
+        lines += report.small_groups_lines(run["results"]) + report.ratio_lines(run["results"])
+    print("\n".join(lines))
 
 
 def redis_version(url):
@@ -175,7 +205,12 @@ def write_outputs(run, stamp):
     latest.write_text(markdown + "\n")
     outputs = [json_path, latest]
     try:
-        for path in report.plots(run, RESULTS / stamp):
+        # the one-group plots are of one group against connections: full and quick only
+        paths = report.plots(run, RESULTS / stamp) if run["meta"]["mode"] in ("full", "quick") else []
+        topologies = RESULTS / f"{stamp}-topologies.png"
+        if scaling.cluster_plot(run, topologies):
+            paths.append(topologies)
+        for path in paths:
             shutil.copyfile(path, RESULTS / path.name.replace(stamp, "latest"))
             outputs.append(path)
     except Exception as error:  # the numbers matter more than the pictures

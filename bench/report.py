@@ -8,8 +8,10 @@ the rounds' spread: min–max and (max − min) / median.
 import json
 import statistics
 
+from bench import scaling
 from bench.scenarios import (CONNECT_SCENARIO, HEADLINE, SMALL_GROUPS, SMALL_GROUPS_WS,
                              SSE_ROW)
+from bench.topologies import title as topology_title
 
 PEERS = ("centrifugo", "python-socketio", "stock channels")
 SMALL_GROUPS_PEERS = ("centrifugo", "python-socketio")
@@ -149,6 +151,12 @@ def summary(results):
     sse, ws = median_of(results, "sse", "groupcast"), median_of(results, "one-group-1000", "groupcast")
     if sse and ws:
         out["sse"]["groupcast_sse_over_websocket"] = sse / ws
+    cluster = scaling.cluster_summary(results)
+    if cluster:
+        out["cluster"] = cluster
+    fanout = scaling.shard_fanout_summary(results)
+    if fanout:
+        out["shard_fanout"] = fanout
     out["targets"] = targets(results)
     return out
 
@@ -195,6 +203,7 @@ def targets(results):
         growth = many["median"] / one["median"]
         out.append(judged("HTTP publish p50 at 10,000 subscribers within 1.5x of 1", growth,
                           growth <= 1.5, min(one["n"], many["n"])))
+    out += scaling.cost_targets(results)
     return out
 
 
@@ -207,6 +216,12 @@ def _n(value, digits=0):
     if value is None:
         return "–"
     return f"{value:,.{digits}f}"
+
+
+def _label(result):
+    """The system, and the Redis topology it ran on when not the run's shared one."""
+    redis = result.get("redis")
+    return f"{result['system']} ({topology_title(redis)})" if redis else result["system"]
 
 
 def _systems(results):
@@ -249,11 +264,13 @@ def _ratio_cell(measured):
 
 def rows_markdown(results):
     """The summary rows: per system the median, the rounds' range, groupcast's ratio."""
-    out = ["## Rows (medians over the rounds)", "",
-           "Each value is the median over the rounds of the scenario (1,000-connection rows: "
-           "one per round, systems interleaved); the range is the rounds' min–max, ± half "
-           "of it over the median. `groupcast is` = groupcast's median / the system's median "
-           "(min–max of the per-round ratios, round r against round r).", ""]
+    out = []
+    if any(row_values(results, row, s) for row in ROWS for s in _systems(results)):
+        out = ["## Rows (medians over the rounds)", "",
+               "Each value is the median over the rounds of the scenario (1,000-connection rows: "
+               "one per round, systems interleaved); the range is the rounds' min–max, ± half "
+               "of it over the median. `groupcast is` = groupcast's median / the system's median "
+               "(min–max of the per-round ratios, round r against round r).", ""]
     for row in ROWS:
         systems = [s for s in _systems(results) if row_values(results, row, s)]
         if not systems:
@@ -307,7 +324,8 @@ def markdown(run):
     out = [f"# groupcast benchmark, {meta['started']}", ""]
     out.append(
         f"{meta['cores']} cores, {meta['memory_gb']} GB, Python {meta['python']}, "
-        f"Redis {meta['redis_version']} (AOF, appendfsync everysec, one instance for all), "
+        f"Redis {meta['redis_version']} (AOF, appendfsync everysec; one instance for every "
+        f"scenario but those on Redis topologies, which start their own), "
         f"load generator: bench/loadgen (Go). Mode: {meta['mode']}, {meta.get('repeats', 1)} rounds "
         f"of the repeated scenarios. Wall time {meta['wall_s']:.0f} s."
     )
@@ -316,25 +334,28 @@ def markdown(run):
             "Loss never includes clients the server closed with 4008 (shown apart); "
             "deliveries that arrived after the 5 s drain are counted lost and shown in brackets.", ""]
 
-    out += [f"## Headline: {HEADLINE[0]}, {HEADLINE[1]} (medians over the rounds)", "",
-            "| system | deliveries/s | deliveries per server CPU-s | rounds: range | windows | "
-            "groupcast ratio | p99 ms | lost |",
-            "|---|---:|---:|---:|---|---:|---:|---:|"]
-    for system in _systems(results):
-        per_cpu = row_stats(results, "one-group-1000", system)
-        if per_cpu is None:
-            out.append(f"| {system} | – | – | – | – | – | – | – |")
-            continue
-        rate = _phase_stat(results, system, *HEADLINE, lambda p: p["deliveries_per_s"])
-        p99 = _phase_stat(results, system, *HEADLINE, lambda p: p["latency_ms"].get("p99"))
-        lost = _phase_stat(results, system, *HEADLINE, lambda p: p["lost"])
-        windows = _phase_stat(results, system, *HEADLINE, lambda p: p["window"])
-        cell = "" if system == "groupcast" else _ratio_cell(ratio(results, "one-group-1000", system))
-        out.append(f"| {system} | {_n(rate and rate['median'])} | {_n(per_cpu['median'])} | "
-                   f"{_spread(per_cpu)} | {', '.join(str(w) for w in (windows or {}).get('values', []))} | "
-                   f"{cell} | {_ms(p99, 'median')} | {_n(lost and sum(lost['values']))} |")
-    out += ["", *small_groups_lines(results), *ratio_lines(results), ""]
+    if any(r["scenario"] == HEADLINE[0] for r in results):
+        out += [f"## Headline: {HEADLINE[0]}, {HEADLINE[1]} (medians over the rounds)", "",
+                "| system | deliveries/s | deliveries per server CPU-s | rounds: range | windows | "
+                "groupcast ratio | p99 ms | lost |",
+                "|---|---:|---:|---:|---|---:|---:|---:|"]
+        for system in _systems(results):
+            per_cpu = row_stats(results, "one-group-1000", system)
+            if per_cpu is None:
+                out.append(f"| {system} | – | – | – | – | – | – | – |")
+                continue
+            rate = _phase_stat(results, system, *HEADLINE, lambda p: p["deliveries_per_s"])
+            p99 = _phase_stat(results, system, *HEADLINE, lambda p: p["latency_ms"].get("p99"))
+            lost = _phase_stat(results, system, *HEADLINE, lambda p: p["lost"])
+            windows = _phase_stat(results, system, *HEADLINE, lambda p: p["window"])
+            cell = "" if system == "groupcast" else _ratio_cell(ratio(results, "one-group-1000", system))
+            out.append(f"| {system} | {_n(rate and rate['median'])} | {_n(per_cpu['median'])} | "
+                       f"{_spread(per_cpu)} | {', '.join(str(w) for w in (windows or {}).get('values', []))} | "
+                       f"{cell} | {_ms(p99, 'median')} | {_n(lost and sum(lost['values']))} |")
+        out += ["", *small_groups_lines(results), *ratio_lines(results), ""]
     out += rows_markdown(results)
+    out += scaling.cluster_markdown(results)
+    out += scaling.shard_fanout_markdown(results)
 
     scenarios = []
     for result in results:
@@ -349,15 +370,16 @@ def markdown(run):
         for system in _systems(results):
             for result in _results_of(results, system, key):
                 round_number = result.get("round", 1)
+                label = _label(result)
                 if "error" in result and not result.get("phases"):
-                    out.append(f"| {system} | {round_number} | **failed**: {result['error'][:120]} |"
+                    out.append(f"| {label} | {round_number} | **failed**: {result['error'][:120]} |"
                                + " |" * 13)
                     continue
                 for p in result["phases"]:
                     closed = p.get("clients_closed_by_code", {}).get("4008", 0)
                     failed = sum(p.get("publish_errors", {}).values())
                     out.append(
-                        f"| {system} | {round_number} | {phase_label(p)} | {_n(p['publish_rate'], 1)} "
+                        f"| {label} | {round_number} | {phase_label(p)} | {_n(p['publish_rate'], 1)} "
                         f"| {_n(p['deliveries_per_s'])} "
                         f"| {p['server_cores']:.2f} | {_n(p['deliveries_per_server_cpu_s'])} "
                         f"| {p['loadgen_cpu_s']:.1f} | {p['other_cpu_s']:.1f} | {_ms(p['latency_ms'], 'p50')} "
@@ -366,7 +388,7 @@ def markdown(run):
                         f"| {lost_label(p)} | {_n(p['missed_by_4008_clients'])} ({closed}) "
                         f"| {p['publish_skipped']} / {failed} |")
                 if "error" in result:
-                    out.append(f"| {system} | {round_number} | **error** | {result['error'][:160]} |"
+                    out.append(f"| {label} | {round_number} | **error** | {result['error'][:160]} |"
                                + " |" * 12)
         out.append("")
 
@@ -380,24 +402,23 @@ def markdown(run):
             if result["system"] != system or not connect or result["connections"] < 1000:
                 continue
             per = connect.get("rss_per_connection_bytes")
-            out.append(f"| {system} | {result['scenario']} | {result.get('round', 1)} | "
+            out.append(f"| {_label(result)} | {result['scenario']} | {result.get('round', 1)} | "
                        f"{connect['connected']:,} | "
                        f"{_n(per / 1024 if per is not None else None, 1)} | {connect['seconds']:.1f} | "
                        f"{_n(connect.get('connects_per_server_cpu_s'))} |")
     out.append("")
 
-    out += ["## HTTP publish latency (publish probe, 2 messages/s)", "",
-            "| system | subscribers | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
-    for system in _systems(results):
-        for result in results:
-            if result["system"] != system:
-                continue
-            for p in result.get("phases", []):
-                if p["name"] == "publish probe":
-                    s = p["publish_latency_ms"]
-                    out.append(f"| {system} | {result['connections']:,} | {_ms(s, 'p50')} | "
-                               f"{_ms(s, 'p99')} | {_ms(s, 'max')} |")
-    out.append("")
+    probes = [(result, p) for system in _systems(results) for result in results
+              if result["system"] == system
+              for p in result.get("phases", []) if p["name"] == "publish probe"]
+    if probes:
+        out += ["## HTTP publish latency (publish probe, 2 messages/s)", "",
+                "| system | subscribers | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+        for result, p in probes:
+            s = p["publish_latency_ms"]
+            out.append(f"| {result['system']} | {result['connections']:,} | {_ms(s, 'p50')} | "
+                       f"{_ms(s, 'p99')} | {_ms(s, 'max')} |")
+        out.append("")
 
     errors = [r for r in results if "error" in r]
     if errors:

@@ -25,6 +25,12 @@ RATE_1 = Phase("1/s", "rate", 5, 1.0)
 RATE_10 = Phase("10/s", "rate", 4, 10.0)
 SATURATION = Phase("saturation", "closed", 2)  # per step of the search
 SATURATION_WS = Phase("saturation, WebSocket publish", "closed", 2, publish="ws")
+# The shard fan-out series: a fixed rate, every message published by a member.
+RATE_WS = Phase("5/s, WebSocket publish", "rate", 10, 5.0, publish="ws")
+# The Redis topologies' equal load: 0.4/s to each of 1,000 groups (400 publishes/s, 4,000
+# deliveries/s), below every topology's saturation on a busy 2-core machine, so their CPU
+# per delivery is compared at the same work rather than at different windows.
+RATE_TOPOLOGIES = Phase("400 publishes/s, WebSocket publish", "rate", 8, 0.4, publish="ws")
 HALF = Phase("half saturation", "half", 4)
 PROBE = Phase("publish probe", "rate", 6, 2.0)
 
@@ -42,6 +48,18 @@ class Scenario:
     transport: str = "ws"  # "ws" or "sse" (groupcast only)
     systems: tuple = ()  # empty: every system
     first_in_flight: int = FIRST_IN_FLIGHT  # deliveries in flight at the search's first step
+    # groupcast's socket processes; each group's members are dealt over them in turn, so
+    # a group of 10 spans min(10, socket_processes) of them
+    socket_processes: int = 1
+    # Redis topologies (bench/topologies.py) the scenario runs on, each started fresh for
+    # every run and interleaved within a round; empty: the run's one shared Redis
+    redis: tuple = ()
+    # seconds of idle (clients connected, nothing published) measured after the connect
+    idle_s: float = 0
+    # seconds of closed-loop publishing at the search's first window before the phases,
+    # not counted: every socket process opens its Redis connections for publishing (one
+    # per publish in flight) on its first publishes, which would spoil the first step
+    warmup_s: float = 0
 
     @property
     def groups(self):
@@ -65,6 +83,10 @@ class Scenario:
     def phases_of_round(self, round_number):
         return self.phases if round_number == 1 else self.repeat_phases
 
+    def topologies(self):
+        """The Redis topologies to run on; (None,) for the run's shared Redis."""
+        return self.redis or (None,)
+
 
 def one_group(connections, phases, repeat_phases=()):
     return Scenario(f"one-group-{connections}", f"{connections:,} connections, one group",
@@ -79,12 +101,38 @@ GROUPS_OF_10 = Scenario(
 SSE = Scenario("sse-one-group-1000", "1,000 Server-Sent Events connections, one group",
                1000, 1000, (SATURATION,), (SATURATION,), transport="sse", systems=("groupcast",))
 
+# groupcast on one Redis, a 1-shard and a 3-shard Redis Cluster (masters only, no
+# replicas): 1,000 groups of 10 over 3 socket processes, every message published by a
+# member over its WebSocket (the cheapest publish path per message, so the most publishes
+# reach Redis), over HTTP (gunicorn) in the first round, then the equal load.
+CLUSTER = Scenario(
+    "many-groups-10000", "10,000 connections in 1,000 groups of 10, 3 socket processes",
+    10000, 10, (SATURATION_WS, SATURATION, RATE_TOPOLOGIES), (SATURATION_WS, RATE_TOPOLOGIES),
+    systems=("groupcast",),
+    first_in_flight=500, socket_processes=3, redis=("single", "cluster-1", "cluster-3"),
+    idle_s=3, warmup_s=2)
+
+
+def shard_fanout(processes):
+    """100 groups of 8, each group's members dealt over `processes` socket processes (one
+    pub/sub message per subscribing process per publish), 500 publishes/s by members."""
+    return Scenario(
+        f"shard-fanout-{processes}", f"800 connections in 100 groups of 8 over {processes} "
+        f"socket process{'es' if processes > 1 else ''}", 800, 8, (RATE_WS,), (RATE_WS,),
+        systems=("groupcast",), socket_processes=processes, redis=("single", "cluster-1"),
+        idle_s=5)
+
+
+# --shard-fanout: Redis CPU per publish as the socket processes holding a group grow.
+SHARD_FANOUT = tuple(shard_fanout(processes) for processes in (1, 2, 4, 8))
+
 # Saturation (closed loop, bounded backlog) comes first, fixed rates that may overload a
 # system last, so one phase's backlog cannot spill into the headline measurement.
 FULL = (
     HEADLINE_SCENARIO,
     GROUPS_OF_10,
     SSE,
+    CLUSTER,
     Scenario("publish-probe-1", "1 subscriber (HTTP publish latency)", 1, 1, (PROBE,)),
     one_group(100, (SATURATION,)),
     one_group(5000, (SATURATION, RATE_1, RATE_10)),
@@ -93,6 +141,8 @@ FULL = (
 
 # --quick: the headline only, saturation, its REPEATS rounds.
 QUICK = (one_group(1000, (SATURATION,), (SATURATION,)),)
+# --cluster: the Redis topologies scenario alone.
+CLUSTER_ONLY = (CLUSTER,)
 
 # The scenario and phase the headline ratios are taken from, and the small-groups ones.
 HEADLINE = ("one-group-1000", "saturation")
@@ -101,3 +151,7 @@ SMALL_GROUPS_WS = ("groups-of-10-1000", "saturation, WebSocket publish")
 SSE_ROW = ("sse-one-group-1000", "saturation")
 # The connection set-up and idle memory rows: the connect of this scenario.
 CONNECT_SCENARIO = "one-group-10000"
+# The Redis topologies' rows: this scenario's WebSocket publish saturation (and HTTP's).
+CLUSTER_ROW = ("many-groups-10000", "saturation, WebSocket publish")
+CLUSTER_ROW_HTTP = ("many-groups-10000", "saturation")
+CLUSTER_ROW_RATE = ("many-groups-10000", RATE_TOPOLOGIES.name)

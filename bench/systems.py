@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CENTRIFUGO_VERSION = "v6.9.1"
 CENTRIFUGO_DIR = ROOT / ".cache" / "tools" / f"centrifugo-{CENTRIFUGO_VERSION}"
 READY_TIMEOUT = 60
+# With more groups than this, groupcast's clients share one token (a `bench-*` pattern)
+# rather than one minted per group through the API.
+TOKEN_PER_GROUP_UP_TO = 100
 # Same shape as groupcast's http role (service/api/gunicorn.conf.py defaults).
 GUNICORN_WORKERS = "2"
 GUNICORN_THREADS = "4"
@@ -103,9 +106,11 @@ class System:
     protocol = ""
     group_key = "group"
 
-    def __init__(self, *, redis_url, workdir):
+    def __init__(self, *, redis_url, workdir, socket_processes=1):
         self.redis_url = redis_url
         self.workdir = Path(workdir)
+        # only groupcast runs more than one (the peers' scenarios keep it at 1)
+        self.socket_processes = socket_processes
         self.processes = Processes(self.workdir)
 
     def start(self):
@@ -128,21 +133,27 @@ class System:
 
 class Groupcast(System):
     """groupcast itself, through devstack.Stack: gunicorn, one Daphne socket
-    process and one runworker, with the run's Redis."""
+    process (or `socket_processes`) and one runworker, with the run's Redis."""
 
     name = "groupcast"
     protocol = "groupcast"
 
     def start(self):
         # A short drain only shortens the stop after each scenario (no clients are left).
-        self.stack = Stack(socket_ports=[free_port()], redis_url=self.redis_url,
-                           workdir=self.workdir / "stack", env={"GROUPCAST_DRAIN_SECONDS": "1"})
+        env = {"GROUPCAST_DRAIN_SECONDS": "1"}
+        if self.socket_processes > 1:
+            # the load generator's clients do not reconnect: no process may close its
+            # excess while the others are still filling up
+            env["GROUPCAST_REBALANCE"] = "false"
+        self.stack = Stack(socket_ports=[free_port() for _ in range(self.socket_processes)],
+                           redis_url=self.redis_url, workdir=self.workdir / "stack", env=env)
         try:
             self.stack.start()
         except BaseException:
             self.stack.stop()
             raise
         self.ws_url = self.stack.ws_url(0)
+        self.ws_urls = [self.stack.ws_url(index) for index in range(self.socket_processes)]
         # Server-Sent Events on the same socket process (GET /sse?token=..&group=..)
         self.sse_url = self.ws_url.replace("ws://", "http://", 1).rsplit("/", 1)[0] + "/sse"
         self.publish_url = f"{self.stack.http_url}/api/v1/publish"
@@ -157,12 +168,16 @@ class Groupcast(System):
     def tokens(self, groups):
         headers = {"Authorization": f"Bearer {self.stack.api_key}"}
         url = f"{self.stack.http_url}/api/v1/tokens"
-        return {
-            # `publish`: the clients of the WebSocket publish phase publish to their group
-            group: http_post_json(url, {"sub": f"bench-{group}", "groups": [group],
-                                        "publish": [group], "ttl": 3600}, headers)["token"]
-            for group in groups
-        }
+
+        def token(sub, patterns):
+            # `publish`: the clients of the WebSocket publish phases publish to their group
+            return http_post_json(url, {"sub": sub, "groups": patterns, "publish": patterns,
+                                        "ttl": 3600}, headers)["token"]
+
+        if len(groups) > TOKEN_PER_GROUP_UP_TO:
+            # every group is bench-<n>: one token by prefix pattern serves them all
+            return dict.fromkeys(groups, token("bench", ["bench-*"]))
+        return {group: token(f"bench-{group}", [group]) for group in groups}
 
     def log_tail(self):
         return {name: self.stack.log(name)[-1500:] for name in self.stack.processes}

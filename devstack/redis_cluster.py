@@ -1,6 +1,7 @@
 """A private Redis Cluster on loopback: `masters` shards, each with `replicas` replicas,
 made the way operators make one (`redis-server --cluster-enabled yes`, then
-`redis-cli --cluster create`).
+`redis-cli --cluster create`; with fewer than 3 masters, which that refuses, the
+same cluster commands one by one).
 
 The tests run every role on it; `python -m devstack --cluster` runs the local stack on
 one. Failover is quick (a 2 s node timeout) so a test can kill a master and watch its
@@ -37,6 +38,15 @@ class RedisCluster:
             raise RuntimeError("redis-server is not installed (make installs it)")
         for port in self.ports:
             self.start_node(port, binary)
+        if self.masters < 3:
+            self.assemble()
+        else:
+            self.create()
+        wait_until(self.healthy, 30, "the Redis Cluster to agree on its slots and replicas")
+        return self
+
+    def create(self):
+        """The operators' way: `redis-cli --cluster create` (it wants 3 masters or more)."""
         create = subprocess.run(
             [shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
              *(f"127.0.0.1:{port}" for port in self.ports),
@@ -45,8 +55,25 @@ class RedisCluster:
         )
         if create.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {create.stdout}{create.stderr}")
-        wait_until(self.healthy, 30, "the Redis Cluster to agree on its slots and replicas")
-        return self
+
+    def assemble(self):
+        """Fewer than 3 masters (a 1-shard cluster, say), made with the commands
+        `redis-cli --cluster create` sends: each master takes an even share of the
+        slots, every node meets the first, each replica follows its master."""
+        masters, replicas = self.ports[:self.masters], self.ports[self.masters:]
+        share = 16384 // self.masters
+        for index, port in enumerate(masters):
+            last = 16383 if index == self.masters - 1 else (index + 1) * share - 1
+            self.command(port, "CLUSTER", "ADDSLOTSRANGE", index * share, last)
+            self.command(port, "CLUSTER", "SET-CONFIG-EPOCH", index + 1)
+        for port in self.ports[1:]:
+            self.command(port, "CLUSTER", "MEET", "127.0.0.1", self.ports[0])
+        wait_until(lambda: all(len((self.command(port, "CLUSTER", "NODES") or "").splitlines())
+                               == len(self.ports) for port in self.ports),
+                   30, "the Redis Cluster's nodes to meet")
+        for index, port in enumerate(replicas):
+            master_id = self.command(masters[index % self.masters], "CLUSTER", "MYID")
+            self.command(port, "CLUSTER", "REPLICATE", master_id)
 
     def start_node(self, port, binary=None):
         directory = self.directory / str(port)

@@ -99,7 +99,10 @@ func (r *runner) connect(groups []groupSpec, concurrency int, timeout time.Durat
 			DisableCompression:    true,
 		}}
 	}
-	type job struct{ g *group }
+	type job struct {
+		g   *group
+		url string
+	}
 	jobs := make(chan job)
 	var mu sync.Mutex
 	result := connectResult{Errors: map[string]int{}}
@@ -114,7 +117,7 @@ func (r *runner) connect(groups []groupSpec, concurrency int, timeout time.Durat
 				if r.setup.Transport == "sse" {
 					c, err = r.openSSE(j.g, timeout)
 				} else {
-					c, err = r.open(&dialer, j.g, timeout)
+					c, err = r.open(&dialer, j.g, j.url, timeout)
 				}
 				mu.Lock()
 				if err != nil {
@@ -135,7 +138,11 @@ func (r *runner) connect(groups []groupSpec, concurrency int, timeout time.Durat
 		g := &group{name: spec.Name, token: spec.Token}
 		r.groups = append(r.groups, g)
 		for i := 0; i < spec.Members; i++ {
-			jobs <- job{g}
+			url := r.setup.WSURL
+			if len(spec.WSURLs) > 0 {
+				url = spec.WSURLs[i%len(spec.WSURLs)]
+			}
+			jobs <- job{g, url}
 		}
 	}
 	close(jobs)
@@ -144,8 +151,8 @@ func (r *runner) connect(groups []groupSpec, concurrency int, timeout time.Durat
 	return result
 }
 
-func (r *runner) open(dialer *websocket.Dialer, g *group, timeout time.Duration) (*client, error) {
-	conn, _, err := dialer.Dial(r.proto.url(r.setup.WSURL, g.name, g.token), nil)
+func (r *runner) open(dialer *websocket.Dialer, g *group, base string, timeout time.Duration) (*client, error) {
+	conn, _, err := dialer.Dial(r.proto.url(base, g.name, g.token), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,7 @@
 // It is driven by bench/ over stdin/stdout, one JSON object a line each way:
 //
 //	{"cmd":"setup","protocol":"groupcast","ws_url":...,"publish_url":...,"publish_headers":{...},"group_key":"group"}
-//	{"cmd":"connect","groups":[{"name":"g0","token":"...","members":1000}],"concurrency":64,"timeout_s":60}
+//	{"cmd":"connect","groups":[{"name":"g0","token":"...","members":1000,"ws_urls":[...]}],"concurrency":64,"timeout_s":60}
 //	{"cmd":"phase","id":1,"mode":"closed","window":4,"duration_s":10,"publish":"http",...}
 //	{"cmd":"quiesce","quiet_s":1,"timeout_s":20}
 //	{"cmd":"close"}
@@ -39,6 +39,9 @@ type groupSpec struct {
 	Name    string `json:"name"`
 	Token   string `json:"token"`
 	Members int    `json:"members"`
+	// WSURLs, when given, spread the members over several socket processes: member i
+	// connects to WSURLs[i % len(WSURLs)] instead of the setup's WSURL.
+	WSURLs []string `json:"ws_urls"`
 }
 
 type command struct {
