@@ -13,7 +13,6 @@ import time
 import weakref
 
 import redis
-import redis.asyncio.cluster
 from django.conf import settings
 from redis.exceptions import NoScriptError
 
@@ -128,15 +127,6 @@ def _evalsha(client, script, script_keys, args):
         return client.execute_command("EVALSHA", script.sha, len(script_keys), *script_keys, *args)
 
 
-async def _aevalsha(client, script, script_keys, args):
-    """_evalsha for an asyncio client."""
-    try:
-        return await client.execute_command("EVALSHA", script.sha, len(script_keys), *script_keys, *args)
-    except NoScriptError:
-        script.sha = await client.script_load(script.script)
-        return await client.execute_command("EVALSHA", script.sha, len(script_keys), *script_keys, *args)
-
-
 async def apublish_message(*, group, data, once_key=None):
     """publish_message for async code (workers, consumers, Channels apps)."""
     return await apublish_encoded(group=group, data_json=encode_data(data), once_key=once_key)
@@ -148,11 +138,9 @@ async def apublish_encoded(*, group, data_json, once_key=None):
     client = redis_async()
     script_keys, args = _script_args(group, data_json, once_key)
     replicas = _replicas()
-    if replicas is None and not isinstance(client, redis.asyncio.cluster.RedisCluster):
+    if replicas is None:
         return _result(group, await _batch_of(client).publish(script_keys, args), started)
     script = client.register_script(keys.sharded(PUBLISH_SCRIPT))
-    if replicas is None:
-        return _result(group, await _aevalsha(client, script, script_keys, args), started)
     async with primary_async(client, script_keys[0]) as primary, primary.pipeline(transaction=False) as pipe:
         await script(keys=script_keys, args=args, client=pipe)
         pipe.execute_command("WAIT", *replicas)
@@ -180,7 +168,7 @@ class PublishBatch:
 
     def __init__(self, client):
         self.client = client
-        self.script = client.register_script(PUBLISH_SCRIPT)
+        self.script = client.register_script(keys.sharded(PUBLISH_SCRIPT))
         self.waiting = []
 
     def publish(self, script_keys, args):
@@ -197,9 +185,11 @@ class PublishBatch:
     async def _send(self, batch):
         try:
             replies = await self._run(batch)
-            if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
-                await self.client.script_load(self.script.script)  # Redis restarted or flushed
-                replies = await self._run(batch)
+            lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if lost:  # a Redis (or a cluster's master) that lost its scripts: restarted, failed over
+                await self.client.script_load(self.script.script)
+                for i, reply in zip(lost, await self._run([batch[i] for i in lost])):
+                    replies[i] = reply  # only those: the others ran and must not run twice
         except Exception as error:
             replies = [error] * len(batch)
         for (_, _, future), reply in zip(batch, replies):
@@ -211,7 +201,9 @@ class PublishBatch:
                 future.set_result(reply)
 
     async def _run(self, batch):
+        """One pipeline; on a cluster, redis-py's cluster pipeline sends each script to its
+        group's master (one round trip per master) and follows MOVED itself."""
         async with self.client.pipeline(transaction=False) as pipe:
             for script_keys, args, _ in batch:
-                pipe.evalsha(self.script.sha, len(script_keys), *script_keys, *args)
-            return await pipe.execute(raise_on_error=False)
+                pipe.execute_command("EVALSHA", self.script.sha, len(script_keys), *script_keys, *args)
+            return list(await pipe.execute(raise_on_error=False))

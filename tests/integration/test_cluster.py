@@ -247,3 +247,29 @@ async def test_publishes_follow_a_failover_with_min_replicas(cluster, settings):
     }.items():
         seen = await outcomes(publish)
         assert seen[1:] == ["ok"] * 3, (name, seen)
+
+
+async def test_async_publishes_are_batched_per_master_and_survive_lost_scripts(cluster, settings):
+    """Async publishes of one pass go as one cluster pipeline (a round trip per master):
+    each lands once, in order, in its group's stream on its own shard, also after every
+    master lost its script cache (a restart or a failover to a replica that never ran it)."""
+    from service.storage import keys
+    from service.storage.publishing import apublish_message
+
+    settings.REDIS_URL = cluster.url
+    settings.GROUPCAST_REDIS_MIN_REPLICAS = 0
+    groups = [f"batched.{n}" for n in range(9)]
+    assert len(shards_of(cluster, [keys.stream(group) for group in groups])) == 3
+    sent = {group: [] for group in groups}
+    for round_ in range(2):
+        offsets = await asyncio.gather(*(apublish_message(group=group, data=[round_, n])
+                                         for n in range(3) for group in groups))
+        for (n, group), offset in zip([(n, g) for n in range(3) for g in groups], offsets):
+            sent[group].append(offset)
+        for port in cluster.master_ports():
+            redis.Redis(port=port).script_flush()
+    for group in groups:
+        client = redis.Redis(port=cluster.owner_of(keys.stream(group)))
+        stored = client.xrange(keys.stream(group))
+        assert [entry_id.decode() for entry_id, _ in stored] == sent[group]
+        assert [json.loads(fields[b"d"]) for _, fields in stored] == [[r, n] for r in range(2) for n in range(3)]
