@@ -89,23 +89,32 @@ debian_base() {
 # Builds $2 from hack/image/$1 on the Debian base unless its inputs are unchanged.
 # Every build uses the host's network: apt and pip in RUN steps cannot reach the mirror from
 # podman's default bridge on netavark here (shared/platform.md).
+# podman build, and once more without the layer cache when it fails: podman's storage can
+# keep a cached step whose layer is gone ("checking if cached image exists from a previous
+# build: getting top layer info: layer not known", seen in make e2e's skaffold step).
+podman_build() {
+  nice -n 10 podman build "$@" >&2 && return
+  log "podman build failed; building once more without its layer cache"
+  nice -n 10 podman build --no-cache "$@" >&2
+}
+
 derived_image() {
   local file=$root/hack/image/$1 tag=$2 base_key=$3 key
   key=$(input_hash "$base_key" "$(cat "$file")")
   [[ $(image_hash "$tag") == "$key" ]] && { log "$tag cached ($key)"; return; }
   log "building $tag"
-  nice -n 10 podman build --pull=never --network host --build-arg "DEBIAN_BASE=$DEBIAN_IMAGE" \
-    --label "$HASH_LABEL=$key" -f "$file" -t "$tag" "$root/hack/image" >&2
+  podman_build --pull=never --network host --build-arg "DEBIAN_BASE=$DEBIAN_IMAGE" \
+    --label "$HASH_LABEL=$key" -f "$file" -t "$tag" "$root/hack/image"
 }
 
 groupcast_image() {
   local version
   version=$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["project"]["version"])' "$root/pyproject.toml")
   log "building groupcast:$version on $PYTHON_IMAGE"
-  nice -n 10 podman build --pull=never --network host \
+  podman_build --pull=never --network host \
     --build-arg "BASE_IMAGE=$PYTHON_IMAGE" \
     --secret "id=cacert,src=$CA_BUNDLE" \
-    -t "groupcast:$version" -t "localhost/groupcast:$version" -f "$root/Dockerfile" "$root" >&2
+    -t "groupcast:$version" -t "localhost/groupcast:$version" -f "$root/Dockerfile" "$root"
   IMAGE=localhost/groupcast:$version
 }
 
