@@ -144,6 +144,24 @@ class RedisCluster:
                     return _port_of(nodes[0])
         raise RuntimeError(f"no master serves slot {slot}")
 
+    def agreed_owner(self, key):
+        """The port of the master serving `key`'s slot if every live node says so (after
+        a failover the nodes learn of the new master by gossip, one after another), else
+        None."""
+        masters = self.master_ports()
+        if not masters:
+            return None
+        slot = self.command(masters[0], "CLUSTER", "KEYSLOT", key)
+        owners = set()
+        for port in self.ports:
+            if not (self.processes.get(port) and self.processes[port].poll() is None):
+                continue
+            slots = self.command(port, "CLUSTER", "SLOTS")
+            if slots is None:
+                return None
+            owners |= {_port_of(nodes[0]) for start, end, *nodes in slots if start <= slot <= end}
+        return owners.pop() if len(owners) == 1 else None
+
     def kill(self, port, sig=signal.SIGKILL):
         process = self.processes.get(port)
         if process and process.poll() is None:
