@@ -253,15 +253,6 @@ def _spread(measured, digits=0):
             f"(±{spread / 2:.0f}%, n={measured['n']})" if spread is not None else "–")
 
 
-def _ratio_cell(measured):
-    if measured is None:
-        return "–"
-    cell = f"{measured['ratio']:.2f}x"
-    if len(measured["per_round"]) > 1:
-        cell += f" ({measured['per_round_min']:.2f}–{measured['per_round_max']:.2f})"
-    return cell
-
-
 def rows_markdown(results):
     """The summary rows: per system the median, the rounds' range, groupcast's ratio."""
     out = []
@@ -286,7 +277,7 @@ def rows_markdown(results):
                 "|---|---:|---:|---:|" + "---:|" * extra.count("|")]
         for system in systems:
             measured = stats(list(row_values(results, row, system).values()))
-            cell = "" if system == "groupcast" else _ratio_cell(ratio(results, row["key"], system))
+            cell = "" if system == "groupcast" else scaling.ratio_cell(ratio(results, row["key"], system), rounds="")
             more = ""
             if row["key"] == "connect":
                 result = next(iter(_results_of(results, system, CONNECT_SCENARIO)), None)
@@ -348,7 +339,7 @@ def markdown(run):
             p99 = _phase_stat(results, system, *HEADLINE, lambda p: p["latency_ms"].get("p99"))
             lost = _phase_stat(results, system, *HEADLINE, lambda p: p["lost"])
             windows = _phase_stat(results, system, *HEADLINE, lambda p: p["window"])
-            cell = "" if system == "groupcast" else _ratio_cell(ratio(results, "one-group-1000", system))
+            cell = "" if system == "groupcast" else scaling.ratio_cell(ratio(results, "one-group-1000", system), rounds="")
             out.append(f"| {system} | {_n(rate and rate['median'])} | {_n(per_cpu['median'])} | "
                        f"{_spread(per_cpu)} | {', '.join(str(w) for w in (windows or {}).get('values', []))} | "
                        f"{cell} | {_ms(p99, 'median')} | {_n(lost and sum(lost['values']))} |")

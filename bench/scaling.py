@@ -229,12 +229,14 @@ def _per_node(figures):
     return " / ".join(_fmt(_median(by_node[node]), 1) for node in sorted(by_node)) or "–"
 
 
-def _ratio_cell(measured):
+def ratio_cell(measured, rounds="rounds "):
+    """`1.06x (rounds 0.98–1.12)`: a ratio's median and, over several rounds, its range
+    (the report's tables leave out the word)."""
     if not measured:
         return "–"
     cell = f"{measured['ratio']:.2f}x"
     if len(measured["per_round"]) > 1:
-        cell += f" (rounds {measured['per_round_min']:.2f}–{measured['per_round_max']:.2f})"
+        cell += f" ({rounds}{measured['per_round_min']:.2f}–{measured['per_round_max']:.2f})"
     return cell
 
 
@@ -252,13 +254,13 @@ def cluster_lines(results):
         ratios = summary["three_over_one_shard"]
         if ratios["publishes_per_s"]:
             lines.append(f"3 shards / 1 shard ({phase_name}): "
-                         f"{_ratio_cell(ratios['publishes_per_s'])} publishes/s, "
-                         f"{_ratio_cell(ratios['deliveries_per_server_cpu_s'])} deliveries per "
-                         f"server CPU-second, {_ratio_cell(ratios['redis_bound_publishes_per_s'])} "
+                         f"{ratio_cell(ratios['publishes_per_s'])} publishes/s, "
+                         f"{ratio_cell(ratios['deliveries_per_server_cpu_s'])} deliveries per "
+                         f"server CPU-second, {ratio_cell(ratios['redis_bound_publishes_per_s'])} "
                          "publishes/s at which the busiest redis-server is one core")
         cost = summary["one_shard_cost_over_single"]
         if cost:
-            lines.append(f"1-shard cluster vs one Redis ({phase_name}): {_ratio_cell(cost)} server "
+            lines.append(f"1-shard cluster vs one Redis ({phase_name}): {ratio_cell(cost)} server "
                          f"CPU per delivery (bound: ≤ {CLUSTER_COST_BOUND:.2f}x)")
     return lines
 
@@ -302,14 +304,14 @@ def cluster_markdown(results):
                 f"| {_cell(f['other_cores'], 2)} | {_cell(f['p99_ms'], 1)} "
                 f"| {', '.join(map(str, windows)) or '–'} |")
         ratios = summary["three_over_one_shard"]
-        out += ["", f"- 3 shards / 1 shard: {_ratio_cell(ratios['publishes_per_s'])} publishes/s, "
-                    f"{_ratio_cell(ratios['deliveries_per_server_cpu_s'])} deliveries per server "
-                    f"CPU-second, {_ratio_cell(ratios['redis_bound_publishes_per_s'])} "
+        out += ["", f"- 3 shards / 1 shard: {ratio_cell(ratios['publishes_per_s'])} publishes/s, "
+                    f"{ratio_cell(ratios['deliveries_per_server_cpu_s'])} deliveries per server "
+                    f"CPU-second, {ratio_cell(ratios['redis_bound_publishes_per_s'])} "
                     "Redis-bound publishes/s",
                 f"- 1-shard cluster / one Redis, server CPU per delivery: "
-                f"{_ratio_cell(summary['one_shard_cost_over_single'])} (bound ≤ "
+                f"{ratio_cell(summary['one_shard_cost_over_single'])} (bound ≤ "
                 f"{CLUSTER_COST_BOUND:.2f}x); redis-server CPU per publish: "
-                f"{_ratio_cell(summary['redis_us_per_publish_one_shard_over_single'])}", ""]
+                f"{ratio_cell(summary['redis_us_per_publish_one_shard_over_single'])}", ""]
     return out
 
 

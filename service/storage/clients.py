@@ -251,6 +251,10 @@ def redis_problem(role, keys=()):
             problem = None
     except REDIS_FAILURES as error:
         problem = f"redis unreachable ({error})"
+    return _recorded(role, problem)
+
+
+def _recorded(role, problem):
     if problem is None:
         metrics.redis_ok(role)
     else:
@@ -258,12 +262,18 @@ def redis_problem(role, keys=()):
     return problem
 
 
-def _shards_problem(role, client, keys):
+def _masters_asked(client, keys):
+    """(name, node, shard index) of the masters of `keys`, or of every master; sync and
+    async cluster clients alike."""
     nodes = {node.name: node for node in
              ([client.get_node_from_key(key) for key in keys] if keys else client.get_primaries())}
+    return [(name, node, shard_index(client.nodes_manager.slots_cache, name))
+            for name, node in sorted(nodes.items())]
+
+
+def _shards_problem(role, client, keys):
     down = []
-    for name, node in sorted(nodes.items()):
-        shard = shard_index(client.nodes_manager.slots_cache, name)
+    for name, node, shard in _masters_asked(client, keys):
         try:
             client.get_redis_connection(node).ping()
             metrics.shard_up(role, shard, True)
@@ -290,20 +300,13 @@ async def aredis_problem(role, keys=()):
             problem = None
     except REDIS_FAILURES as error:
         problem = f"redis unreachable ({error})"
-    if problem is None:
-        metrics.redis_ok(role)
-    else:
-        metrics.redis_failed(role)
-    return problem
+    return _recorded(role, problem)
 
 
 async def _ashards_problem(role, client, keys):
     await client.initialize()
-    nodes = {node.name: node for node in
-             ([client.get_node_from_key(key) for key in keys] if keys else client.get_primaries())}
     down = []
-    for name, node in sorted(nodes.items()):
-        shard = shard_index(client.nodes_manager.slots_cache, name)
+    for name, node, shard in _masters_asked(client, keys):
         try:
             await client.execute_command("PING", target_nodes=node)
             metrics.shard_up(role, shard, True)

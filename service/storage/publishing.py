@@ -172,10 +172,11 @@ class PublishBatch:
         self.waiting = []
 
     def publish(self, script_keys, args):
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self.waiting.append((script_keys, args, future))
         if len(self.waiting) == 1:
-            asyncio.get_running_loop().call_soon(self._send_soon)
+            loop.call_soon(self._send_soon)
         return future
 
     def _send_soon(self):
