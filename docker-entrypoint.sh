@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's entry point: the first argument picks the role.
-#   http        gunicorn (WSGI): API, tokens, jobs, demo page, /metrics; on loopback
+#   http        gunicorn with uvicorn workers (ASGI): API, tokens, jobs, demo page, /metrics; on loopback
 #               (GUNICORN_BIND, 127.0.0.1:8080), reached only through http-front
 #   http-front  nginx in front of it, in the same pod: the http role's port (8000)
 #   socket      Daphne (ASGI) with graceful drain: /ws and /metrics on GROUPCAST_SOCKET_PORT
@@ -29,7 +29,7 @@ case "$role" in
     find "$dir" -mindepth 1 -delete
     export PROMETHEUS_MULTIPROC_DIR="$dir"
     export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8080}"
-    exec gunicorn -c /app/service/api/gunicorn.conf.py "$@" service.wsgi
+    exec gunicorn -c /app/service/api/gunicorn.conf.py "$@"
     ;;
   http-front)
     unset PROMETHEUS_MULTIPROC_DIR

@@ -280,8 +280,7 @@ class Stack:
         metrics_dir = self.workdir / "prometheus-http"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
-        self._spawn("http", ["-m", "gunicorn", "-c", str(ROOT / "service/api/gunicorn.conf.py"),
-                             "service.wsgi"],
+        self._spawn("http", ["-m", "gunicorn", "-c", str(ROOT / "service/api/gunicorn.conf.py")],
                     {"GUNICORN_BIND": f"127.0.0.1:{self.gunicorn_port}",
                      "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
 

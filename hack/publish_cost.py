@@ -4,7 +4,7 @@ HTTP publish").
     .venv/bin/python hack/publish_cost.py                       # this checkout, 5 runs
     .venv/bin/python hack/publish_cost.py --runs 7 \\
         --variant before=../groupcast-main --variant after=.  # interleaved: b a b a ...
-    .venv/bin/python hack/publish_cost.py --variant threads=.,GUNICORN_THREADS=1 \\
+    .venv/bin/python hack/publish_cost.py --variant one=.,GUNICORN_WORKERS=1 \\
         --variant unix=.,unix=1 --variant other=.,python=../other-venv/bin/python
 
 Each run starts a fresh devstack.Stack (nginx front + gunicorn, one socket process, one

@@ -1,23 +1,20 @@
 """The publish fast path (service/api/fast_path.py) answers exactly as Django does.
 
-Each request is sent to the http role's WSGI application (service.wsgi.application, the
-fast path in front of Django) and to Django's own WSGI handler behind it, and the two
-answers are compared: status line, every header in order (the request id's value apart
-when the server made it up), the body byte for byte, Django's log line, the request
-metrics, and the request id being forgotten once the answer is closed. Against the real
-Redis of the test run.
+Each request is sent to the http role's ASGI application (service.api.app.application, the
+fast path in front of Django) and to Django's own ASGI handler behind it, and the two
+answers are compared: status, every header in order (the request id's value apart when the
+server made it up), the body byte for byte, Django's log line, the request metrics, and the
+request id being forgotten once answered. Against the real Redis of the test run.
 """
 
-import io
+import asyncio
 import json
 import logging
-import sys
 
 import pytest
 from django.core.signals import request_started
 from prometheus_client import REGISTRY
 
-from service import metrics
 from service.api import views
 from service.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id
 from service.storage import keys
@@ -30,32 +27,36 @@ COUNTED = ("groupcast_http_requests_total", "groupcast_publish_errors_total")
 
 @pytest.fixture(scope="module")
 def apps():
-    import service.wsgi
+    import service.api.app
 
-    return {"fast": service.wsgi.application, "django": service.wsgi.django_application}
+    return {"fast": service.api.app.application, "django": service.api.app.django_application}
 
 
-def environ(body=b"", *, method="POST", path=PUBLISH, content_type="application/json",
-            key=KEY, chunked=False, length=None, **headers):
-    """A WSGI environ as gunicorn builds it; `headers` as HTTP_ names (HTTP_IDEMPOTENCY_KEY)."""
-    env = {
-        "REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000",
-        "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
+def request(body=b"", *, method="POST", path=PUBLISH, content_type="application/json",
+            key=KEY, parts=1, length=None, **headers):
+    """(ASGI scope, body messages) as uvicorn makes them; `headers` as HTTP_ names
+    (HTTP_IDEMPOTENCY_KEY); `parts` > 1 sends the body in that many messages without a
+    Content-Length, as a chunked request arrives."""
+    sent = [(b"host", b"127.0.0.1:8000")]
     if content_type is not None:
-        env["CONTENT_TYPE"] = content_type
-    if chunked:  # gunicorn decodes a chunked body and says it may be read to its end
-        env["wsgi.input_terminated"] = True
-    else:
-        env["CONTENT_LENGTH"] = str(len(body)) if length is None else length
+        sent.append((b"content-type", content_type.encode()))
+    if parts == 1:
+        sent.append((b"content-length", (str(len(body)) if length is None else length).encode()))
     if key is not None:
-        env["HTTP_AUTHORIZATION"] = key if " " in key else f"Bearer {key}"
-    env.update(headers)
-    return env
+        sent.append((b"authorization", (key if " " in key else f"Bearer {key}").encode()))
+    for name, value in headers.items():
+        sent.append((name.removeprefix("HTTP_").replace("_", "-").lower().encode(), value.encode("latin-1")))
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": b"", "root_path": "", "headers": sent,
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080),
+    }
+    size = -(-len(body) // parts) or 1
+    pieces = [body[i:i + size] for i in range(0, len(body), size)] or [b""]
+    messages = [{"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
+                for i, piece in enumerate(pieces)]
+    return scope, messages
 
 
 class Seen(logging.Handler):
@@ -76,13 +77,19 @@ def counted():
             if sample.name in COUNTED}
 
 
-def call(app, env):
-    """One request through a WSGI app, as a WSGI server does it, with what it logged,
-    counted and signalled."""
-    answered, seen, started = {}, Seen(), []
+async def call(app, made):
+    """One request through an ASGI app, as uvicorn does it, with what it logged, counted
+    and signalled."""
+    scope, messages = made
+    incoming, sent, seen, started = list(messages), [], Seen(), []
 
-    def start_response(status, headers, exc_info=None):
-        answered.update(status=status, headers=headers)
+    async def receive():
+        if incoming:
+            return incoming.pop(0)
+        await asyncio.Event().wait()  # the client stays until answered (the app is awaited)
+
+    async def send(message):
+        sent.append(message)
 
     def on_started(**kwargs):
         started.append(True)
@@ -92,25 +99,25 @@ def call(app, env):
     request_started.connect(on_started)
     before = counted()
     try:
-        result = app(env, start_response)
-        try:
-            body = b"".join(result)
-        finally:
-            result.close()
+        await app(scope, receive, send)
     finally:
         logger.removeHandler(seen)
         request_started.disconnect(on_started)
     after = counted()
     changes = {name: after[name] - before.get(name, 0) for name in after
                if after[name] != before.get(name, 0)}
-    return {"status": answered["status"], "headers": answered["headers"], "body": body,
-            "log": seen.lines, "counted": changes, "django_handler": bool(started),
-            "request_id_after": request_id.get()}
+    [start, *bodies] = sent
+    assert start["type"] == "http.response.start" and not bodies[-1].get("more_body", False)
+    return {"status": start["status"],
+            "headers": [(n.decode("latin-1"), v.decode("latin-1")) for n, v in start["headers"]],
+            "body": b"".join(message["body"] for message in bodies), "log": seen.lines,
+            "counted": changes, "django_handler": bool(started), "request_id_after": request_id.get()}
 
 
-def same_answer(apps, make_env, *, offsets_differ=False):
+async def same_answer(apps, make_request, *, offsets_differ=False):
     """Both answers to the same request, checked equal; the fast path's answer."""
-    fast, django = (call(apps[name], make_env()) for name in ("fast", "django"))
+    fast = await call(apps["fast"], make_request())
+    django = await call(apps["django"], make_request())
     assert not fast["django_handler"] and django["django_handler"]
     for answer in (fast, django):
         assert answer["request_id_after"] is None
@@ -121,14 +128,14 @@ def same_answer(apps, make_env, *, offsets_differ=False):
             body = json.loads(answer["body"])
             assert answer["body"].endswith(b"\n") and body.pop("offset")
             answer["body"] = json.dumps(body).encode()
-    sent = make_env().get("HTTP_X_REQUEST_ID")
+    sent = dict(make_request()[0]["headers"]).get(b"x-request-id", b"").decode("latin-1")
     if not (sent and REQUEST_ID.fullmatch(sent)):
         for answer in (fast, django):  # made up by the server: a new value each time
             answer["headers"] = [(n, "<id>" if n == REQUEST_ID_HEADER else v) for n, v in answer["headers"]]
             answer["log"] = [line[:-1] for line in answer["log"]]
     for part in ("status", "headers", "body", "log", "counted"):
         assert fast[part] == django[part], part
-    status = fast["status"].split()[0]
+    status = str(fast["status"])
     if status != "500":  # an unexpected error escapes the view's accounting, both ways
         assert fast["counted"][("groupcast_http_requests_total", (("status", status), ("view", "publish")))] == 1
     return fast
@@ -136,33 +143,33 @@ def same_answer(apps, make_env, *, offsets_differ=False):
 
 def publish(group="news", data=None, **kwargs):
     body = json.dumps({"group": group, "data": {"text": "hi"} if data is None else data}).encode()
-    return lambda: environ(body, **kwargs)
+    return lambda: request(body, **kwargs)
 
 
-def test_a_publish_is_answered_by_the_fast_path_as_by_django(apps, sync_redis):
-    answer = same_answer(apps, publish(), offsets_differ=True)
-    assert answer["status"] == "200 OK" and json.loads(answer["body"]) == {"group": "news"}
+async def test_a_publish_is_answered_by_the_fast_path_as_by_django(apps, sync_redis):
+    answer = await same_answer(apps, publish(), offsets_differ=True)
+    assert answer["status"] == 200 and json.loads(answer["body"]) == {"group": "news"}
     assert sync_redis.xlen(keys.stream("news")) == 2
 
 
-def test_a_repeated_idempotency_key_gets_the_same_bytes_either_way(apps, sync_redis):
-    answer = same_answer(apps, publish(HTTP_IDEMPOTENCY_KEY="req-42"))
-    assert answer["status"] == "200 OK"
+async def test_a_repeated_idempotency_key_gets_the_same_bytes_either_way(apps, sync_redis):
+    answer = await same_answer(apps, publish(HTTP_IDEMPOTENCY_KEY="req-42"))
+    assert answer["status"] == 200
     [(offset, _)] = sync_redis.xrange(keys.stream("news"))
     assert json.loads(answer["body"]) == {"group": "news", "offset": offset.decode()}
-    # a stated length: gunicorn writes no chunked framing
+    # a stated length: the server writes no chunked framing
     assert dict(answer["headers"])["Content-Length"] == str(len(answer["body"]))
 
 
 @pytest.mark.parametrize("rid", ["trace-1.a:b", "x" * 129, "bad id"])
-def test_a_client_request_id_is_kept_or_replaced_alike(apps, rid):
-    answer = same_answer(apps, publish(HTTP_X_REQUEST_ID=rid, key="wrong-key-0123456789"))
+async def test_a_client_request_id_is_kept_or_replaced_alike(apps, rid):
+    answer = await same_answer(apps, publish(HTTP_X_REQUEST_ID=rid, key="wrong-key-0123456789"))
     kept = dict(answer["headers"])[REQUEST_ID_HEADER]
     assert (kept == rid) == (rid == "trace-1.a:b")
 
 
-def test_a_chunked_body_is_read_alike(apps):
-    same_answer(apps, publish(chunked=True), offsets_differ=True)
+async def test_a_body_in_several_messages_without_a_length_is_read_alike(apps):
+    await same_answer(apps, publish(parts=3), offsets_differ=True)
 
 
 @pytest.mark.parametrize(
@@ -172,61 +179,62 @@ def test_a_chunked_body_is_read_alike(apps):
      b"\xff\xfe", b'{"group": "news", "data": NaN}', b'{"group": "news", "data": 1e999}',
      b'{"group": "news", "data": "\\ud800"}', b"[" * 50000, b""],
 )
-def test_bad_bodies_are_answered_alike_and_store_nothing(apps, sync_redis, raw):
-    answer = same_answer(apps, lambda: environ(raw))
-    assert answer["status"] == "400 Bad Request"
+async def test_bad_bodies_are_answered_alike_and_store_nothing(apps, sync_redis, raw):
+    answer = await same_answer(apps, lambda: request(raw))
+    assert answer["status"] == 400
     assert answer["log"][0][:3] == ("WARNING", f"Bad Request: {PUBLISH}", 400)
     assert sync_redis.keys(keys.stream("*")) == []
 
 
 @pytest.mark.parametrize("key", [None, "wrong-key-0123456789", "Basic abc", "Bearer "])
-def test_a_missing_or_wrong_api_key_is_answered_alike(apps, key):
-    answer = same_answer(apps, publish(key=key))
-    assert answer["status"] == "401 Unauthorized"
+async def test_a_missing_or_wrong_api_key_is_answered_alike(apps, key):
+    answer = await same_answer(apps, publish(key=key))
+    assert answer["status"] == 401
     assert dict(answer["headers"])["WWW-Authenticate"] == 'Bearer realm="groupcast"'
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/json; charset=latin-1"])
-def test_a_body_not_sent_as_json_is_answered_alike(apps, content_type):
-    answer = same_answer(apps, publish(content_type=content_type))
-    assert answer["status"] == "415 Unsupported Media Type"
+async def test_a_body_not_sent_as_json_is_answered_alike(apps, content_type):
+    answer = await same_answer(apps, publish(content_type=content_type))
+    assert answer["status"] == 415
 
 
 @pytest.mark.parametrize("length", [None, "5000", "12ab"])
-def test_an_oversized_body_or_a_bad_length_is_answered_alike(apps, settings, length):
+async def test_an_oversized_body_or_a_bad_length_is_answered_alike(apps, settings, length):
     settings.GROUPCAST_MAX_BODY_BYTES = 1000
-    answer = same_answer(apps, publish(data="x" * 2000, length=length))
-    assert answer["status"] == ("400 Bad Request" if length == "12ab" else "413 Request Entity Too Large")
+    answer = await same_answer(apps, publish(data="x" * 2000, length=length))
+    assert answer["status"] == (400 if length == "12ab" else 413)
 
 
 @pytest.mark.parametrize("once_key", ["caf\u00e9", "", "k" * 201])
-def test_a_bad_idempotency_key_is_answered_alike(apps, once_key):
-    assert same_answer(apps, publish(HTTP_IDEMPOTENCY_KEY=once_key))["status"] == "400 Bad Request"
+async def test_a_bad_idempotency_key_is_answered_alike(apps, once_key):
+    assert (await same_answer(apps, publish(HTTP_IDEMPOTENCY_KEY=once_key)))["status"] == 400
 
 
-def test_redis_unreachable_is_answered_alike(apps, settings):
+async def test_redis_unreachable_is_answered_alike(apps, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # the clients follow the setting
-    answer = same_answer(apps, publish())
-    assert answer["status"] == "503 Service Unavailable"
+    answer = await same_answer(apps, publish())
+    assert answer["status"] == 503
     assert dict(answer["headers"])["Retry-After"] == "2"
     assert answer["log"][0][0] == "ERROR"
 
 
-def test_a_publish_not_replicated_is_answered_alike(apps, settings):
+async def test_a_publish_not_replicated_is_answered_alike(apps, settings):
     settings.GROUPCAST_REDIS_MIN_REPLICAS = 1  # the test Redis has no replica
     settings.GROUPCAST_REDIS_REPLICA_TIMEOUT_MS = 50
-    answer = same_answer(apps, publish(HTTP_IDEMPOTENCY_KEY="r1"))
+    answer = await same_answer(apps, publish(HTTP_IDEMPOTENCY_KEY="r1"))
     assert json.loads(answer["body"])["error"]["code"] == "not_replicated"
 
 
-def test_an_unexpected_error_is_a_json_500_logged_alike(apps, monkeypatch, caplog):
+async def test_an_unexpected_error_is_a_json_500_logged_alike(apps, monkeypatch, caplog):
     def broken(**kwargs):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(views, "publish_message", broken)
+    monkeypatch.setattr(views, "apublish_message", broken)
     with caplog.at_level(logging.ERROR, logger="service.api.errors"):
-        answer = same_answer(apps, publish())
-    assert answer["status"] == "500 Internal Server Error"
+        answer = await same_answer(apps, publish())
+    assert answer["status"] == 500
     assert json.loads(answer["body"]) == {"error": {"code": "internal", "message": "internal server error"}}
     unhandled = [r for r in caplog.records if r.name == "service.api.errors"]
     assert [r.getMessage() for r in unhandled] == [f"unhandled error in {PUBLISH}"] * 2
@@ -235,17 +243,17 @@ def test_an_unexpected_error_is_a_json_500_logged_alike(apps, monkeypatch, caplo
 
 @pytest.mark.parametrize("method, path", [("GET", PUBLISH), ("PUT", PUBLISH), ("POST", PUBLISH + "/"),
                                           ("POST", "/api/v1/tokens"), ("GET", "/healthz")])
-def test_anything_else_is_django_s(apps, method, path):
-    fast = call(apps["fast"], environ(b"{}", method=method, path=path))
+async def test_anything_else_is_django_s(apps, method, path):
+    fast = await call(apps["fast"], request(b"{}", method=method, path=path))
     assert fast["django_handler"]
-    django = call(apps["django"], environ(b"{}", method=method, path=path))
+    django = await call(apps["django"], request(b"{}", method=method, path=path))
     assert fast["status"] == django["status"]
 
 
 @pytest.mark.parametrize("setting, value", [("SECURE_HSTS_SECONDS", 3600), ("SECURE_SSL_REDIRECT", True)])
-def test_security_headers_that_depend_on_the_request_leave_publishes_to_django(apps, settings, setting, value):
+async def test_security_headers_that_depend_on_the_request_leave_publishes_to_django(apps, settings, setting, value):
     from service.api.fast_path import PublishFastPath
 
     setattr(settings, setting, value)
-    assert call(PublishFastPath(apps["django"]), publish()())["django_handler"]
+    assert (await call(PublishFastPath(apps["django"]), publish()()))["django_handler"]
 

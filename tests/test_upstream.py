@@ -25,31 +25,30 @@ def test_versions_moved_names_an_upstream_off_its_pin(monkeypatch):
     assert versions_moved() == {"daphne": version("daphne")}
 
 
-def test_gunicorn_refusals_are_written_in_the_api_error_shape():
+def test_uvicorn_refusals_are_written_in_the_api_error_shape():
     import json
-    import socket
 
-    from gunicorn import util
+    from service.upstream import uvicorn
 
-    from service.upstream import gunicorn
+    class Transport:
+        written, closed = b"", False
 
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        gunicorn.write_json_error(ours, 400, "Bad Request", "Invalid HTTP Header: 'IDEMPOTENCY-KEY'")
-        ours.shutdown(socket.SHUT_WR)
-        answer = b"".join(iter(lambda: theirs.recv(4096), b""))
-    head, _, body = answer.partition(b"\r\n\r\n")
+        def write(self, data):
+            self.written += data
+
+        def close(self):
+            self.closed = True
+
+    protocol = uvicorn.JsonErrorsProtocol.__new__(uvicorn.JsonErrorsProtocol)
+    protocol.transport = Transport()
+    protocol.send_400_response("Invalid HTTP request received.")
+    head, _, body = protocol.transport.written.partition(b"\r\n\r\n")
+    assert protocol.transport.closed
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"Content-Type: application/json" in head and b"Connection: close" in head
     assert f"Content-Length: {len(body)}".encode() in head
     assert json.loads(body) == {"error": {"code": "bad_request",
-                                          "message": "Bad Request: Invalid HTTP Header: 'IDEMPOTENCY-KEY'"}}
-    original = util.write_error
-    try:
-        gunicorn.json_errors()
-        assert util.write_error is gunicorn.write_json_error
-    finally:
-        util.write_error = original
+                                          "message": "Bad Request: Invalid HTTP request received."}}
 
 
 def test_autobahn_options_live_on_the_protocol_class_not_on_each_connection():

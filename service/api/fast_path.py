@@ -2,20 +2,23 @@
 
 Measured per publish (docs/performance.md, "The cost of one HTTP publish"), Django's
 handler, middleware, URL resolver, signals and response objects cost more CPU than the
-publish itself. This WSGI application answers exactly `POST /api/v1/publish` with the
-same view (`views.publish.answer`: API key, body checks, publish_message, error answers,
-metrics) and does to its answer what Django and settings.MIDDLEWARE would: the request id
-(service/logs.py), the JSON newline, SecurityMiddleware's headers, the Content-Length, a
-JSON 500 for an unexpected error, Django's log line for an answer of 400 or more.
-tests/test_fast_path.py sends the same requests both ways and compares every byte.
+publish itself, and under ASGI each sync middleware is a hop to a thread. This ASGI
+application answers exactly `POST /api/v1/publish` on the event loop with the publish
+view's own checks and answers (`views.publish_answer`: API key, body checks, publish,
+error answers, metrics) on Django's own request class, and does to its answer what Django
+and settings.MIDDLEWARE would: the request id (service/logs.py), the JSON newline,
+SecurityMiddleware's headers, the Content-Length, a JSON 500 for an unexpected error,
+Django's log line for an answer of 400 or more. tests/test_fast_path.py sends the same
+requests both ways and compares every byte.
 """
 
+import io
 import json
 import logging
 from http.client import responses
 
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIRequest
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
 
@@ -40,49 +43,64 @@ def security_headers():
     """The headers SecurityMiddleware adds to an answer, with this process's settings."""
     response = HttpResponse()
     SecurityMiddleware(lambda request: response).process_response(HttpRequest(), response)
-    return [(name, value) for name, value in response.items() if name != "Content-Type"]
+    return [(name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.items() if name != "Content-Type"]
 
 
-class Answer(list):
-    """An answer's body; closing it ends the request, as Django's request_finished does."""
-
-    def close(self):
-        request_id.set(None)
+async def read_body(receive, limit):
+    """The request's body, at most `limit` bytes of it (the rest is left unread: the
+    answer is a 413 then), or None when the client went away first."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit or not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class PublishFastPath:
-    """The http role's WSGI application: Django's, with POST /api/v1/publish taken first."""
+    """The http role's ASGI application: Django's, with POST /api/v1/publish taken first."""
 
     def __init__(self, django_application):
         self.django = django_application
         self.security_headers = security_headers()
         self.path = None if security_headers_vary() else PATH
 
-    def __call__(self, environ, start_response):
-        # Django resolves PATH_INFO too, and only this exact path is the publish view.
-        if environ.get("PATH_INFO") != self.path or environ.get("REQUEST_METHOD") != "POST":
-            return self.django(environ, start_response)
-        rid = request_id_of(environ.get("HTTP_X_REQUEST_ID"))
+    async def __call__(self, scope, receive, send):
+        # Django resolves the path after root_path too, and only this exact path is the
+        # publish view.
+        if (scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST"
+                or scope.get("root_path")):
+            return await self.django(scope, receive, send)
+        body = await read_body(receive, settings.GROUPCAST_MAX_BODY_BYTES + 1)
+        if body is None:
+            return
+        request = ASGIRequest(scope, io.BytesIO(body))
+        rid = request_id_of(request.META.get("HTTP_X_REQUEST_ID"))
         request_id.set(rid)
-        request = WSGIRequest(environ)
         try:
-            status, body, headers = views.publish.answer(request)
+            status, body, headers = await views.publish_answer(request)
         except Exception:
             error_log.exception("unhandled error in %s", request.path)  # as JsonErrorMiddleware
             error = ApiError(500, "internal", "internal server error")
             status, body, headers = error.status, error.body, error.headers
-        reason = responses.get(status, "Unknown Status Code")
         if status >= 400:
             request_log.log(
-                logging.ERROR if status >= 500 else logging.WARNING, "%s: %s", reason, request.path,
+                logging.ERROR if status >= 500 else logging.WARNING, "%s: %s",
+                responses.get(status, "Unknown Status Code"), request.path,
                 extra={"status_code": status, "request": request},
             )
         content = json.dumps(body).encode() + b"\n"
-        start_response(f"{status} {reason}", [
-            ("Content-Type", "application/json"),
-            *headers.items(),
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"Content-Type", b"application/json"),
+            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
             *self.security_headers,
-            ("Content-Length", str(len(content))),
-            (REQUEST_ID_HEADER, rid),
-        ])
-        return Answer([content])
+            (b"Content-Length", str(len(content)).encode()),
+            (REQUEST_ID_HEADER.encode(), rid.encode()),
+        ]})
+        await send({"type": "http.response.body", "body": content})
+        request_id.set(None)

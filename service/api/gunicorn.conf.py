@@ -1,11 +1,16 @@
-"""gunicorn settings for the http role: `gunicorn -c service/api/gunicorn.conf.py service.wsgi`.
+"""gunicorn settings for the http role: `gunicorn -c service/api/gunicorn.conf.py`.
 
-Sized from the environment (GUNICORN_WORKERS, GUNICORN_THREADS, GUNICORN_BIND). Metrics
-use prometheus_client's multiprocess mode, so every worker process is counted once.
+gunicorn manages the processes (GUNICORN_WORKERS of them, restarts, graceful stops); each
+runs uvicorn's event loop (uvloop, httptools' C parser: service/upstream/uvicorn.py)
+serving the ASGI application of service/api/app.py. Publishes are answered on the loop,
+the rest by Django's ASGI handler, its sync code in threads. gunicorn's gthread workers
+spent ~200 us of CPU per request before the application saw it, uvicorn's ~40
+(docs/performance.md). Metrics use prometheus_client's multiprocess mode, so every worker
+process is counted once.
 
 gunicorn listens on loopback behind the front (service/front, nginx in the same pod),
-which reads every request whole before passing it on: gthread holds a thread while a
-request arrives, so clients must never reach gunicorn directly.
+which reads every request whole and bounds its size before passing it on: clients never
+reach gunicorn directly.
 """
 
 import os
@@ -14,12 +19,11 @@ from prometheus_client import multiprocess
 
 from service.environment import Environment
 from service.logs import logging_config
-from service.upstream import gunicorn as gunicorn_upstream
 
+wsgi_app = "service.api.app:application"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+worker_class = "service.upstream.uvicorn.HttpWorker"
 # The front keeps idle connections for 4 s (service/front/nginx.conf): less than this.
 keepalive = 5
 timeout = 30
@@ -28,14 +32,6 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 worker_tmp_dir = os.environ.get("GUNICORN_TMP_DIR", "/tmp")
 # No control socket: it would write under $HOME, which is read-only in the image.
 control_socket_disable = True
-# The front answers 414/431 past GROUPCAST_MAX_HEADER_BYTES (at most 65536) per line: admit
-# whatever it passes on (it writes "Name:value" as "Name: value", a byte longer).
-limit_request_line = 0  # no limit of gunicorn's own below its 1 MB ceiling
-limit_request_fields = 32768
-limit_request_field_size = 2 * 65536
-
-# gunicorn's own refusals (a control character in a header, say) in the API's error shape.
-gunicorn_upstream.json_errors()
 
 # gunicorn's own log lines (boot, workers, timeouts) in the service's format: with
 # GROUPCAST_LOG_FORMAT=json, JSON lines with role and pod like every other line of the pod.

@@ -1,5 +1,6 @@
 """HTTP API views: parse, call a service function, answer. See README, "HTTP API"."""
 
+import contextlib
 import functools
 import json
 import logging
@@ -19,7 +20,7 @@ from service.storage.jobs import QueueFull, job_create, job_get
 from service.storage.clients import REDIS_FAILURES
 from service.storage.control import control_request
 from service.storage.presence import group_subscribers, members_page_sync
-from service.storage.publishing import NotReplicated, publish_message
+from service.storage.publishing import NotReplicated, apublish_message, publish_message
 from service.tokens import token_issue
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,7 @@ QUEUE_FULL_RETRY_AFTER_SECONDS = "10"
 
 
 def endpoint(view_name, method):
-    """A Django view of the API: answer() (API key, method, errors, metrics) as a JsonResponse.
-
-    The view's `answer` attribute is the same call without Django's response object, for
-    the publish fast path (service/api/fast_path.py)."""
+    """A Django view of the API: answer() (API key, method, errors, metrics) as a JsonResponse."""
 
     def decorate(view):
         @functools.wraps(view)
@@ -44,7 +42,6 @@ def endpoint(view_name, method):
                 response[name] = value
             return response
 
-        wrapper.answer = functools.partial(answer, view_name, method, view)
         return csrf_exempt(wrapper)
 
     return decorate
@@ -54,29 +51,54 @@ def answer(view_name, method, view, request, *args, **kwargs):
     """(status, body, headers) of one API request: API key, method, error format, Redis
     outages (503 + Retry-After) and request counts around `view`."""
     try:
-        if request.method != method:
-            raise ApiError(405, "method_not_allowed", f"use {method}", {"Allow": method})
-        if not api_key_valid(_bearer(request)):
-            raise ApiError(
-                401, "unauthorized", "missing or invalid API key",
-                {"WWW-Authenticate": 'Bearer realm="groupcast"'},
-            )
+        _admit(method, request)
         status, body = view(request, *args, **kwargs)
-        headers = {}
-        metrics.redis_ok("http")
-    except ApiError as error:
-        status, body, headers = error.status, error.body, error.headers
-    except REDIS_FAILURES as failure:
-        metrics.redis_failed("http")
-        # what failed, for whoever reads the 503s in the log (the answer only says "retry later")
-        log.warning("%s: Redis failed (%s: %s)", view_name, type(failure).__name__, failure)
-        error = ApiError(
-            503, "unavailable", "Redis is unreachable; nothing was stored, retry later",
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
-        status, body, headers = error.status, error.body, error.headers
+        headers = _succeeded()
+    except (ApiError, *REDIS_FAILURES) as failure:
+        status, body, headers = _refused(view_name, failure)
     metrics.HTTP_REQUESTS.labels(view_name, str(status)).inc()
     return status, body, headers
+
+
+async def answer_async(view_name, method, view, request):
+    """answer() around an async `view` (the publish fast path, service/api/fast_path.py)."""
+    try:
+        _admit(method, request)
+        status, body = await view(request)
+        headers = _succeeded()
+    except (ApiError, *REDIS_FAILURES) as failure:
+        status, body, headers = _refused(view_name, failure)
+    metrics.HTTP_REQUESTS.labels(view_name, str(status)).inc()
+    return status, body, headers
+
+
+def _admit(method, request):
+    if request.method != method:
+        raise ApiError(405, "method_not_allowed", f"use {method}", {"Allow": method})
+    if not api_key_valid(_bearer(request)):
+        raise ApiError(
+            401, "unauthorized", "missing or invalid API key",
+            {"WWW-Authenticate": 'Bearer realm="groupcast"'},
+        )
+
+
+def _succeeded():
+    metrics.redis_ok("http")
+    return {}
+
+
+def _refused(view_name, failure):
+    """(status, body, headers) for an ApiError or a Redis failure."""
+    if isinstance(failure, ApiError):
+        return failure.status, failure.body, failure.headers
+    metrics.redis_failed("http")
+    # what failed, for whoever reads the 503s in the log (the answer only says "retry later")
+    log.warning("%s: Redis failed (%s: %s)", view_name, type(failure).__name__, failure)
+    error = ApiError(
+        503, "unavailable", "Redis is unreachable; nothing was stored, retry later",
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+    return error.status, error.body, error.headers
 
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
@@ -101,17 +123,43 @@ def _bearer(request):
 
 @endpoint("publish", "POST")
 def publish(request):
+    group, data, once_key = _publish_request(request)
+    with _publish_failures():
+        offset = publish_message(group=group, data=data, once_key=once_key)
+    return 200, {"group": group, "offset": offset}
+
+
+async def publish_async(request):
+    """publish() for the fast path: the same checks and answers, published from the event
+    loop (so concurrent publishes share a Redis round trip: PublishBatch)."""
+    group, data, once_key = _publish_request(request)
+    with _publish_failures():
+        offset = await apublish_message(group=group, data=data, once_key=once_key)
+    return 200, {"group": group, "offset": offset}
+
+
+def publish_answer(request):
+    """(status, body, headers) of POST /api/v1/publish, for the fast path."""
+    return answer_async("publish", "POST", publish_async, request)
+
+
+def _publish_request(request):
+    """(group, data, idempotency key) of a publish request, or its 4xx (counted)."""
     try:
         group, data = requests.publish_request(requests.json_body(request))
         once_key = requests.idempotency_key(request)
     except ApiError as error:
         metrics.PUBLISH_ERRORS.labels(error.code).inc()
         raise
+    # The key is scoped to the group: reusing it for another group is another publish.
+    return group, data, once_key and f"api:{group}:{once_key}"
+
+
+@contextlib.contextmanager
+def _publish_failures():
+    """Count a publish Redis refused; one not replicated in time is a 503 saying so."""
     try:
-        # The key is scoped to the group: reusing it for another group is another publish.
-        offset = publish_message(
-            group=group, data=data, once_key=once_key and f"api:{group}:{once_key}"
-        )
+        yield
     except NotReplicated as error:
         metrics.PUBLISH_ERRORS.labels("not_replicated").inc()
         raise ApiError(
@@ -122,7 +170,6 @@ def publish(request):
     except REDIS_FAILURES:
         metrics.PUBLISH_ERRORS.labels("unavailable").inc()
         raise
-    return 200, {"group": group, "offset": offset}
 
 
 @endpoint("tokens", "POST")

@@ -1,8 +1,8 @@
 """Where groupcast reaches into its upstreams' internals, one module per upstream.
 
 The socket fast path and the worker go below the public APIs of Daphne, Twisted,
-autobahn, Channels and channels_redis, and the http role below gunicorn's (its error
-pages). Each such place is here, citing the upstream version and file it was written
+autobahn, Channels and channels_redis, and the http role below uvicorn's (its error
+answers). Each such place is here, citing the upstream version and file it was written
 against; the versions are pinned in pyproject.toml and tests/test_upstream.py fails
 when an installed version moves away from PINNED, so an upgrade is a deliberate act:
 re-read the cited code, then move the pin.
@@ -17,7 +17,8 @@ PINNED = {
     "autobahn": "26.10.2",
     "channels": "4.3.2",
     "channels-redis": "4.3.0",
-    "gunicorn": "27.0.1",
+    "uvicorn": "0.54.0",
+    "uvicorn-worker": "0.4.0",
 }
 
 

@@ -3,8 +3,9 @@ lying clients do not starve publishes, they are cut off by its timeouts and logg
 whatever it refuses itself is answered in the API's JSON error shape.
 
 Without the front, 8 clients sending their header a byte every 3 s were enough to make
-publishes time out (gunicorn's gthread workers give each a thread while it arrives);
-`python -m bench.slow_http --direct` shows it.
+publishes time out when gunicorn ran gthread workers (each held a thread while it arrived);
+its uvicorn workers set no deadline for a header either. `python -m bench.slow_http
+--direct` shows what gunicorn alone does.
 """
 
 import asyncio

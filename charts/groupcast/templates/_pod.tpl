@@ -39,8 +39,6 @@ env:
     value: {{ include "groupcast.gunicornAddress" . | quote }}
   - name: GUNICORN_WORKERS
     value: {{ $values.workers | int64 | quote }}
-  - name: GUNICORN_THREADS
-    value: {{ $values.threads | int64 | quote }}
   - name: PROMETHEUS_MULTIPROC_DIR
     value: /tmp/prometheus
   {{- else if eq .component "socket" }}
