@@ -17,18 +17,18 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # An optional build secret `cacert` (e.g. the host's CA bundle behind a TLS-inspecting proxy)
 # is trusted by pip and uv for this step only; it never lands in a layer.
-# uv's version is pinned once, as `required-version` in pyproject.toml.
-RUN --mount=type=secret,id=cacert \
-    --mount=type=bind,source=pyproject.toml,target=/tmp/pyproject.toml \
-    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert SSL_CERT_FILE=/run/secrets/cacert; fi; \
-    uv_version="$(sed -n 's/^required-version = "==\(.*\)"/\1/p' /tmp/pyproject.toml)"; \
-    python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${uv_version:?no required-version in pyproject.toml}"
+# uv's version is pinned once, as `required-version` in pyproject.toml. Copied, not
+# bind-mounted: podman (buildah) keys its layer cache on a RUN's text, not on the files it
+# mounts, so a changed lock would reuse the venv built from the old one.
 WORKDIR /src
+COPY pyproject.toml uv.lock /src/
+RUN --mount=type=secret,id=cacert \
+    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert SSL_CERT_FILE=/run/secrets/cacert; fi; \
+    uv_version="$(sed -n 's/^required-version = "==\(.*\)"/\1/p' /src/pyproject.toml)"; \
+    python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${uv_version:?no required-version in pyproject.toml}"
 # Runtime dependencies only, exactly as locked; the project itself is not a package.
 RUN --mount=type=secret,id=cacert \
     --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
-    --mount=type=bind,source=uv.lock,target=/src/uv.lock \
     if [ -s /run/secrets/cacert ]; then export SSL_CERT_FILE=/run/secrets/cacert; fi; \
     UV_PYTHON="$(command -v python3)" /opt/uv/bin/uv sync --frozen --no-default-groups --no-install-project
 COPY service /app/service

@@ -218,6 +218,11 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if asyncio._get_running_loop() is None:
+                    # Closed outside its loop (the loop was closed under it, or the
+                    # interpreter is exiting): redis-py's clean-up raised in place of
+                    # GeneratorExit. Nothing to retry on.
+                    raise
                 metrics.REDIS_ERRORS.labels("layer").inc()
                 log.warning("receiving from Redis failed (%s); retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay * (0.5 + random.random()))  # back off, jittered
