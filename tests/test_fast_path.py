@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from service.api import views
 from service.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id
-from service.storage import keys
+from service.storage import keys, publishing
 
 PUBLISH = "/api/v1/publish"
 KEY = "test-key-0123456789abcdef"
@@ -257,3 +257,29 @@ async def test_security_headers_that_depend_on_the_request_leave_publishes_to_dj
     setattr(settings, setting, value)
     assert (await call(PublishFastPath(apps["django"]), publish()()))["django_handler"]
 
+
+
+async def test_a_publish_redis_does_not_answer_is_a_503_within_the_deadline(apps, settings, monkeypatch):
+    """A Redis that accepts and never answers (a lost shard, a hung node): the fast path
+    answers 503 + Retry-After at its deadline, not after redis-py's socket timeouts (5 s
+    per try) and retries."""
+    held = []
+
+    async def silent(reader, writer):
+        held.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setattr(publishing, "PUBLISH_DEADLINE_SECONDS", 0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        answer = await call(apps["fast"], publish()())
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+    assert loop.time() - started < 2.0
+    assert answer["status"] == 503 and dict(answer["headers"])["Retry-After"] == "2"
+    assert json.loads(answer["body"])["error"]["code"] == "unavailable"

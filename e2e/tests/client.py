@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from email.message import Message
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -22,7 +23,9 @@ RESTARTING = 1012
 class Response:
     status: int
     body: dict
-    headers: dict
+    # http.client's message: names compare case-insensitively, as HTTP's do (uvicorn
+    # sends them in lower case, nginx its own capitalised)
+    headers: Message
 
 
 class Api:
@@ -42,14 +45,14 @@ class Api:
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
-                return Response(answer.status, json.loads(answer.read() or b"{}"), dict(answer.headers))
+                return Response(answer.status, json.loads(answer.read() or b"{}"), answer.headers)
         except urllib.error.HTTPError as error:
             raw = error.read()
             try:
                 parsed = json.loads(raw)
             except ValueError:
                 parsed = {"raw": raw.decode(errors="replace")}
-            return Response(error.code, parsed, dict(error.headers))
+            return Response(error.code, parsed, error.headers)
 
     def token(self, groups, sub="e2e", ttl=3600):
         answer = self.request("POST", "/api/v1/tokens", {"sub": sub, "groups": list(groups), "ttl": ttl})

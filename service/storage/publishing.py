@@ -34,6 +34,11 @@ return {offset, 1}
 
 # How long an idempotency key remembers its publish.
 ONCE_TTL = 86400
+# An async publish fails (503 + Retry-After over HTTP, `unavailable` over the WebSocket)
+# after this, whatever redis-py's connect timeouts, retries and a lost shard's name lookups
+# add up to: against a Redis that accepts and never answers that was 82 s, and on kind the
+# first publish after a cluster master's pod was deleted took 6 s.
+PUBLISH_DEADLINE_SECONDS = 3.0
 
 
 class NotReplicated(redis.ConnectionError):
@@ -133,7 +138,16 @@ async def apublish_message(*, group, data, once_key=None):
 
 
 async def apublish_encoded(*, group, data_json, once_key=None):
-    """apublish_message for data already encoded as canonical JSON (encode_data)."""
+    """apublish_message for data already encoded as canonical JSON (encode_data).
+
+    Gives up with TimeoutError (an OSError, so a Redis failure to every caller) after
+    PUBLISH_DEADLINE_SECONDS plus the replica WAIT's timeout."""
+    deadline = PUBLISH_DEADLINE_SECONDS + settings.GROUPCAST_REDIS_REPLICA_TIMEOUT_MS / 1000
+    async with asyncio.timeout(deadline):
+        return await _apublish_encoded(group, data_json, once_key)
+
+
+async def _apublish_encoded(group, data_json, once_key):
     started = time.perf_counter()
     client = redis_async()
     script_keys, args = _script_args(group, data_json, once_key)
