@@ -15,6 +15,7 @@ the master that owns it now.
 import asyncio
 import inspect
 import logging
+import math
 
 from redis.backoff import EqualJitterBackoff
 from redis.crc import key_slot
@@ -379,19 +380,32 @@ class Link:
     async def _read(self):
         loop = asyncio.get_running_loop()
         subscriptions = self.subscriptions
+        pubsub = self.pubsub
+        connection = pubsub.connection
         while True:
-            # No read timeout: liveness is the watchdog's job, which keeps cancelling
-            # this task clean.
-            message = await self.pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+            # Announcements straight from the connection: redis-py's get_message adds a
+            # health check, a retry wrapper, a dict and an observability hook to every
+            # message (16% of a socket process fanning out to groups of 10), and this link
+            # reconnects by itself. No read timeout: liveness is the watchdog's job, which
+            # keeps cancelling this task clean.
+            response = await connection.read_response(
+                timeout=math.inf, disconnect_on_error=False, push_request=True
+            )
             self.heard = loop.time()
+            kind = response[0] if isinstance(response, list) else None
+            if kind == b"message" or kind == b"smessage":
+                outcome = subscriptions.on_message(response[1], response[2])
+                if inspect.isawaitable(outcome):
+                    await outcome
+                continue
+            if response in pubsub.health_check_response:
+                continue
+            # The rest through redis-py, which keeps its books on (un)subscribes.
+            message = await pubsub.handle_message(response)
             if message is None:
                 continue
             kind = message["type"]
-            if kind == "message" or kind == "smessage":
-                outcome = subscriptions.on_message(message["channel"], message["data"])
-                if inspect.isawaitable(outcome):
-                    await outcome
-            elif kind == "subscribe" or kind == "ssubscribe":
+            if kind == "subscribe" or kind == "ssubscribe":
                 self._confirmed(message["channel"])
             elif kind == "pong":
                 self._confirmed(b"")
