@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+import redis
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -94,10 +95,12 @@ def _refused(view_name, failure):
     metrics.redis_failed("http")
     # what failed, for whoever reads the 503s in the log (the answer only says "retry later")
     log.warning("%s: Redis failed (%s: %s)", view_name, type(failure).__name__, failure)
-    error = ApiError(
-        503, "unavailable", "Redis is unreachable; nothing was stored, retry later",
-        {"Retry-After": RETRY_AFTER_SECONDS},
-    )
+    if isinstance(failure, (TimeoutError, redis.TimeoutError)):
+        # Sent but not answered in time: Redis may have run it after all.
+        message = "Redis did not answer in time; it may have been stored: retry with the same Idempotency-Key"
+    else:
+        message = "Redis is unreachable; nothing was stored, retry later"
+    error = ApiError(503, "unavailable", message, {"Retry-After": RETRY_AFTER_SECONDS})
     return error.status, error.body, error.headers
 
 
