@@ -64,10 +64,21 @@ def redis_problem(url, timeout=3.0):
     return None
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port free now and never handed out before by this process: a stack's
+    ports are all picked before its processes bind them, and the kernel may offer a port
+    again as soon as the probe closes (a clean-clone run once gave the front's port to a
+    worker's probe server too)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_until(predicate, timeout, what):
