@@ -3,9 +3,7 @@ each answer of the receiver does to the job (a real HTTP receiver, a real Redis)
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prometheus_client import REGISTRY
@@ -16,6 +14,7 @@ from service.storage import jobs as records
 from service.storage import keys
 from service.storage.clients import make_async
 from service.worker import jobs, webhook
+from tests.http_endpoint import Endpoint
 from tests.standard_webhooks import new_secret, verify
 
 # The specification's published example (its reference libraries test against it).
@@ -58,28 +57,13 @@ class Receiver:
     def __init__(self, statuses):
         self.statuses = list(statuses)
         self.requests = []
-        receiver = self
+        self.endpoint = Endpoint("/hooks", self.answer)
+        self.url = self.endpoint.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", "/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_port}/hooks"
+    def answer(self, request):
+        self.requests.append((request.headers, request.body))
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return (status, {"Location": "/elsewhere"}) if 300 <= status < 400 else status
 
 
 @pytest.fixture
@@ -96,8 +80,7 @@ def receiver(settings):
 
     yield make
     for each in made:
-        each.server.shutdown()
-        each.server.server_close()
+        each.endpoint.close()
 
 
 @pytest.fixture

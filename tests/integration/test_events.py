@@ -8,13 +8,13 @@ import json
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
 
 from devstack import Stack, free_port
 from tests.conftest import eventually
+from tests.http_endpoint import Endpoint
 from tests.integration.clients import Subscriber, metric, token
 from tests.integration.conftest import STACK_ENV, running
 from tests.standard_webhooks import new_secret, verify
@@ -34,46 +34,28 @@ class Receiver:
     def __init__(self):
         self.attempts = []
         self.released = threading.Event()
-        receiver = self
+        self.endpoint = Endpoint("/events", self.answer, self.answered)
+        self.url = self.endpoint.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                attempt = {
-                    "id": headers.get("webhook-id"),
-                    "arrived": time.monotonic(),
-                    "events": json.loads(body)["events"],
-                    "verified": _verified(headers, body),
-                    "status": None,
-                }
-                earlier = sum(1 for a in receiver.attempts if a["id"] == attempt["id"])
-                receiver.attempts.append(attempt)
-                subs = {e["sub"] for e in attempt["events"] if e["event"] == "connect"}
-                status = 204
-                if any(s.startswith("fail2-") for s in subs) and earlier < 2:
-                    status = 500
-                elif any(s.startswith("reject-") for s in subs):
-                    status = 400
-                elif any(s.startswith("hold-") for s in subs) and earlier == 0:
-                    receiver.released.wait(60)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    status = "gone"  # the worker that sent it died meanwhile
-                attempt["status"] = status
+    def answer(self, request):
+        attempt = request.record
+        attempt.update(id=request.headers.get("webhook-id"), arrived=time.monotonic(),
+                       events=json.loads(request.body)["events"],
+                       verified=_verified(request.headers, request.body), status=None)
+        earlier = sum(1 for a in self.attempts if a["id"] == attempt["id"])
+        self.attempts.append(attempt)
+        subs = {e["sub"] for e in attempt["events"] if e["event"] == "connect"}
+        if any(s.startswith("fail2-") for s in subs) and earlier < 2:
+            return 500
+        if any(s.startswith("reject-") for s in subs):
+            return 400
+        if any(s.startswith("hold-") for s in subs) and earlier == 0:
+            self.released.wait(60)
+        return 204
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_port}/events"
+    def answered(self, request, status):
+        # "gone": the worker that sent it died meanwhile
+        request.record["status"] = "gone" if status is None else status
 
     def carrying(self, sub, event="connect"):
         """The attempts whose batch holds `sub`'s `event`, in arrival order."""
@@ -94,7 +76,7 @@ def receiver():
     endpoint = Receiver()
     yield endpoint
     endpoint.released.set()
-    endpoint.server.shutdown()
+    endpoint.endpoint.close()
 
 
 @pytest.fixture(scope="module")

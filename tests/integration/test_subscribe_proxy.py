@@ -3,14 +3,13 @@ asks GROUPCAST_SUBSCRIBE_PROXY_URL (here a real HTTP server checking signatures 
 Standard Webhooks specification says), and the answer is kept per connection and group."""
 
 import json
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from devstack import Stack, free_port
+from devstack import Stack
+from tests.http_endpoint import Endpoint
 from tests.integration.clients import Subscriber, api, metric
 from tests.integration.conftest import STACK_ENV, running
 from tests.standard_webhooks import new_secret, verify
@@ -27,38 +26,21 @@ class Backend:
 
     def __init__(self):
         self.requests = []  # (verified, body as sent)
-        backend = self
+        self.endpoint = Endpoint("/groupcast/subscribe?v=1", self.answer)
+        self.url = self.endpoint.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    verify(SECRET, headers, body)
-                    verified = self.path == "/groupcast/subscribe?v=1"
-                except AssertionError:
-                    verified = False
-                request = json.loads(body)
-                backend.requests.append((verified, request))
-                word = request["group"].partition(".")[0]
-                if word == "slow":
-                    time.sleep(3)
-                try:
-                    self.send_response({"ok": 204, "no": 403, "boom": 500}.get(word, 200))
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass  # the socket process stopped waiting
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_port}/groupcast/subscribe?v=1"
+    def answer(self, sent):
+        try:
+            verify(SECRET, sent.headers, sent.body)
+            verified = sent.path == self.endpoint.path
+        except AssertionError:
+            verified = False
+        request = json.loads(sent.body)
+        self.requests.append((verified, request))
+        word = request["group"].partition(".")[0]
+        if word == "slow":
+            time.sleep(3)
+        return {"ok": 204, "no": 403, "boom": 500}.get(word, 200)
 
     def asked(self, sub, group):
         return [request for _, request in self.requests if request["sub"] == sub and request["group"] == group]
@@ -68,7 +50,7 @@ class Backend:
 def backend():
     server = Backend()
     yield server
-    server.server.shutdown()
+    server.endpoint.close()
 
 
 @pytest.fixture(scope="module")
