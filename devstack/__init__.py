@@ -81,6 +81,16 @@ def free_port():
             return port
 
 
+def stop_process(process, timeout=10):
+    """SIGTERM, then SIGKILL if it is still running after `timeout` seconds; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_until(predicate, timeout, what):
     """Poll `predicate` until it holds; raise TimeoutError naming `what` if it never does."""
     deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import websockets
 
-from devstack import ROOT, free_port, http_status, wait_until
+from devstack import ROOT, free_port, http_status, stop_process, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +56,7 @@ class Daphne:
         return f"ws://127.0.0.1:{self.port}/ws/{route}/{room}/"
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def hosts_config(prefix, **extra):

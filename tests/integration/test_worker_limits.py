@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack import ROOT, free_port, wait_until
+from devstack import ROOT, free_port, stop_process, wait_until
 from service.storage import jobs as records
 
 pytestmark = pytest.mark.slow
@@ -52,12 +52,7 @@ class Worker:
         wait_until(lambda: self.get("/readyz")[0] == 200, 30, "the worker to be ready")
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
