@@ -9,6 +9,7 @@ import json
 import statistics
 
 from bench import scaling
+from bench.scaling import stats
 from bench.scenarios import (CONNECT_SCENARIO, HEADLINE, SMALL_GROUPS, SMALL_GROUPS_WS,
                              SSE_ROW)
 from bench.topologies import title as topology_title
@@ -57,17 +58,6 @@ ROWS = (
      "unit": "kB of server RSS per connection", "higher_is_better": False},
 )
 ROW = {row["key"]: row for row in ROWS}
-
-
-def stats(values):
-    """Median and spread of one system's values over the rounds (None when there are none)."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    median = statistics.median(values)
-    return {"median": median, "min": min(values), "max": max(values), "n": len(values),
-            "values": values,
-            "spread_pct": 100 * (max(values) - min(values)) / median if median else None}
 
 
 def _results_of(results, system, scenario):

@@ -33,7 +33,8 @@ def cpu_of(cpu_by_role, kind):
     return sum(value for role, value in cpu_by_role.items() if role_kind(role) == kind)
 
 
-def _stats(values):
+def stats(values):
+    """Median and spread of values over the rounds (None when there are none)."""
     values = [v for v in values if v is not None]
     if not values:
         return None
@@ -139,9 +140,9 @@ def summarise(figures):
     for key in figures[0]:
         if isinstance(figures[0][key], dict):
             parts = sorted({part for f in figures for part in f[key] or {}})
-            out[key] = {part: _stats([(f[key] or {}).get(part) for f in figures]) for part in parts}
+            out[key] = {part: stats([(f[key] or {}).get(part) for f in figures]) for part in parts}
         else:
-            out[key] = _stats([f[key] for f in figures])
+            out[key] = stats([f[key] for f in figures])
     return out
 
 
@@ -350,7 +351,7 @@ def shard_fanout_summary(results):
             per_round = [f for f in map(fanout_figures, _runs(results, scenario, redis)) if f]
             if per_round:
                 points[per_round[0]["processes"]] = {
-                    key: _stats([f[key] for f in per_round]) for key in per_round[0]}
+                    key: stats([f[key] for f in per_round]) for key in per_round[0]}
         if not points:
             continue
         out[redis] = {"points": points, "fit": {
