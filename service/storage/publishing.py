@@ -152,9 +152,11 @@ async def _apublish_encoded(group, data_json, once_key):
     client = redis_async()
     script_keys, args = _script_args(group, data_json, once_key)
     replicas = _replicas()
+    batch = _batch_of(client)
     if replicas is None:
-        return _result(group, await _batch_of(client).publish(script_keys, args), started)
-    script = client.register_script(keys.sharded(PUBLISH_SCRIPT))
+        return _result(group, await batch.publish(script_keys, args), started)
+    # With WAIT: on its own pipeline, with the client's script registered once.
+    script = batch.script
     async with primary_async(client, script_keys[0]) as primary, primary.pipeline(transaction=False) as pipe:
         await script(keys=script_keys, args=args, client=pipe)
         pipe.execute_command("WAIT", *replicas)
