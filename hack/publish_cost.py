@@ -6,6 +6,7 @@ HTTP publish").
         --variant before=../groupcast-main --variant after=.  # interleaved: b a b a ...
     .venv/bin/python hack/publish_cost.py --variant one=.,GUNICORN_WORKERS=1 \\
         --variant unix=.,unix=1 --variant other=.,python=../other-venv/bin/python
+    .venv/bin/python hack/publish_cost.py --variant single=. --variant batch=.,batch=10
 
 Each run starts a fresh devstack.Stack (nginx front + gunicorn, one socket process, one
 runworker) of the variant's checkout on a private Redis (AOF, appendfsync everysec, as
@@ -14,7 +15,8 @@ a bench-sized body, no subscribers) from --clients keep-alive connections, each 
 for its answer before sending the next. User + system CPU of every process is read from
 /proc/<pid>/stat before and after, children included (nginx's worker, gunicorn's
 workers). It prints µs of CPU per publish for each role, the median and the spread
-(min-max) over the runs. The publish path is front + gunicorn + Redis; the idle socket
+(min-max) over the runs; a variant's batch=N sends the same messages N to a request
+(POST /api/v1/batch), still counted per message. The publish path is front + gunicorn + Redis; the idle socket
 and worker processes are shown apart. Not a test: the machine's other load moves the
 absolutes, so compare variants run interleaved in one invocation.
 """
@@ -78,10 +80,12 @@ def snapshot(pids):
     return {role: {pid: cpu_seconds(pid) for pid in members} for role, members in pids.items()}
 
 
-def request_bytes(port, key, group, sequence):
-    data = {"bp": 0, "bs": sequence, "bt": time.time_ns(), "x": "x" * 64}
-    body = json.dumps({"group": group, "data": data}).encode()
-    head = (f"POST /api/v1/publish HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+def request_bytes(port, key, groups, sequence, batch):
+    """A publish to groups[0], or with `batch` a batch of one message to each group."""
+    messages = [{"group": group, "data": {"bp": 0, "bs": sequence, "bt": time.time_ns(), "x": "x" * 64}}
+                for group in groups]
+    body = json.dumps({"messages": messages} if batch else messages[0]).encode()
+    head = (f"POST /api/v1/{'batch' if batch else 'publish'} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
@@ -116,10 +120,13 @@ def read_answer(conn, buffer):
             return status, rest, closing
 
 
-def drive(port, key, count, clients, prefix):
-    """`count` publishes over `clients` keep-alive connections; the number not answered 200."""
+def drive(port, key, count, clients, prefix, batch=0):
+    """`count` publishes over `clients` keep-alive connections (`batch` to a request); the
+    number of requests not answered 200."""
     failures, errors = [], []
-    share = [count // clients + (i < count % clients) for i in range(clients)]
+    size = batch or 1
+    requests = count // size
+    share = [requests // clients + (i < requests % clients) for i in range(clients)]
 
     def client(index):
         bad = 0
@@ -130,7 +137,9 @@ def drive(port, key, count, clients, prefix):
                     conn = socket.create_connection(("127.0.0.1", port))
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     buffer = b""
-                conn.sendall(request_bytes(port, key, f"{prefix}{(index + n * clients) % GROUPS}", n))
+                first = (index + n * clients) * size
+                groups = [f"{prefix}{(first + m) % GROUPS}" for m in range(size)]
+                conn.sendall(request_bytes(port, key, groups, n, batch))
                 status, buffer, closing = read_answer(conn, buffer)
                 bad += status != 200
                 if closing:
@@ -159,16 +168,17 @@ def one_run(requests, clients, env):
     workdir = Path(tempfile.mkdtemp(prefix="groupcast-cost-"))
     redis = Redis(workdir / "redis", fsync="everysec")
     redis.start()
+    batch = int(env.pop("batch", 0))
     stack = Stack(redis_url=redis.url, workdir=workdir, env=env)
     if env.pop("unix", None) == "1":
         workdir.chmod(0o755)  # nginx's worker process may run as another user
         _bind_unix(stack, workdir / "gunicorn.sock")
     try:
         stack.start()
-        failed = drive(stack.http_port, stack.api_key, WARMUP, clients, "warm")
+        failed = drive(stack.http_port, stack.api_key, WARMUP, clients, "warm", batch)
         pids = role_pids(stack, redis.process.pid)
         before, started = snapshot(pids), time.monotonic()
-        failed += drive(stack.http_port, stack.api_key, requests, clients, "g")
+        failed += drive(stack.http_port, stack.api_key, requests, clients, "g", batch)
         elapsed, after = time.monotonic() - started, snapshot(pids)
     finally:
         stack.stop()
@@ -199,7 +209,7 @@ def _bind_unix(stack, path):
 
 def variant(text):
     """label=path[,NAME=VALUE...]: environment variables for the stack, and two of the
-    harness's own: python=<interpreter> (a virtualenv of other packages), unix=1."""
+    harness's own: python=<interpreter> (a virtualenv of other packages), unix=1, batch=N."""
     label, _, rest = text.partition("=")
     path, *assignments = rest.split(",")
     return label, str(Path(path).resolve()), dict(a.split("=", 1) for a in assignments)

@@ -5,6 +5,7 @@ from service.api import demo, probes, views
 urlpatterns = [
     path("api/v1/openapi.json", views.openapi),
     path("api/v1/publish", views.publish),
+    path("api/v1/batch", views.batch),
     path("api/v1/tokens", views.tokens),
     path("api/v1/jobs", views.jobs),
     path("api/v1/jobs/<str:job_id>", views.job),

@@ -62,6 +62,14 @@ def settings():
         yield django_settings
 
 
+@pytest.fixture(scope="module")
+def apps():
+    """The http role's ASGI application (the publish fast path) and Django's behind it."""
+    import service.api.app
+
+    return {"fast": service.api.app.application, "django": service.api.app.django_application}
+
+
 @pytest.fixture
 def redis_url():
     return os.environ["REDIS_URL"]

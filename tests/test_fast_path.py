@@ -1,4 +1,5 @@
-"""The publish fast path (service/api/fast_path.py) answers exactly as Django does.
+"""The publish fast path (service/api/fast_path.py) answers exactly as Django does, for a
+publish and for a batch.
 
 Each request is sent to the http role's ASGI application (service.api.app.application, the
 fast path in front of Django) and to Django's own ASGI handler behind it, and the two
@@ -20,16 +21,10 @@ from service.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id
 from service.storage import keys, publishing
 
 PUBLISH = "/api/v1/publish"
+BATCH = "/api/v1/batch"
 KEY = "test-key-0123456789abcdef"
 # the series either path counts (the request count by status, refusals by reason)
 COUNTED = ("groupcast_http_requests_total", "groupcast_publish_errors_total")
-
-
-@pytest.fixture(scope="module")
-def apps():
-    import service.api.app
-
-    return {"fast": service.api.app.application, "django": service.api.app.django_application}
 
 
 def request(body=b"", *, method="POST", path=PUBLISH, content_type="application/json",
@@ -126,7 +121,9 @@ async def same_answer(apps, make_request, *, offsets_differ=False):
         assert all(line[-1] == rid for line in answer["log"])
         if offsets_differ:  # two publishes without an Idempotency-Key: two offsets
             body = json.loads(answer["body"])
-            assert answer["body"].endswith(b"\n") and body.pop("offset")
+            assert answer["body"].endswith(b"\n")
+            for published in body.get("results", [body]):
+                assert "error" in published or published.pop("offset")
             answer["body"] = json.dumps(body).encode()
     sent = dict(make_request()[0]["headers"]).get(b"x-request-id", b"").decode("latin-1")
     if not (sent and REQUEST_ID.fullmatch(sent)):
@@ -135,15 +132,20 @@ async def same_answer(apps, make_request, *, offsets_differ=False):
             answer["log"] = [line[:-1] for line in answer["log"]]
     for part in ("status", "headers", "body", "log", "counted"):
         assert fast[part] == django[part], part
-    status = str(fast["status"])
+    status, view = str(fast["status"]), make_request()[0]["path"].rsplit("/", 1)[1]
     if status != "500":  # an unexpected error escapes the view's accounting, both ways
-        assert fast["counted"][("groupcast_http_requests_total", (("status", status), ("view", "publish")))] == 1
+        assert fast["counted"][("groupcast_http_requests_total", (("status", status), ("view", view)))] == 1
     return fast
 
 
 def publish(group="news", data=None, **kwargs):
     body = json.dumps({"group": group, "data": {"text": "hi"} if data is None else data}).encode()
     return lambda: request(body, **kwargs)
+
+
+def batch(*messages, **kwargs):
+    body = json.dumps({"messages": list(messages)}).encode()
+    return lambda: request(body, path=BATCH, **kwargs)
 
 
 async def test_a_publish_is_answered_by_the_fast_path_as_by_django(apps, sync_redis):
@@ -284,3 +286,49 @@ async def test_a_publish_redis_does_not_answer_is_a_503_within_the_deadline(apps
     assert answer["status"] == 503 and dict(answer["headers"])["Retry-After"] == "2"
     error = json.loads(answer["body"])["error"]
     assert error["code"] == "unavailable" and "may have been stored" in error["message"]
+
+
+# A batch: valid messages, messages refused on their own, the same key twice.
+MIXED = [{"group": "news", "data": 1}, {"group": "bad group", "data": 2}, 7, {"group": "news"},
+         {"group": "sport", "data": {"n": 3}, "idempotency_key": "b-1"},
+         {"group": "sport", "data": 4, "idempotency_key": "\u00e9"},
+         {"group": "sport", "data": 5, "idempotency_key": "b-1"}]
+
+
+async def test_a_batch_is_answered_by_the_fast_path_as_by_django(apps, sync_redis):
+    answer = await same_answer(apps, batch(*MIXED), offsets_differ=True)
+    assert answer["status"] == 200
+    results = json.loads(answer["body"])["results"]
+    assert [r.get("group") or r["error"]["code"] for r in results] == [
+        "news", "bad_group", "bad_request", "bad_request", "sport", "bad_request", "sport"]
+    assert sync_redis.xlen(keys.stream("news")) == 2 and sync_redis.xlen(keys.stream("sport")) == 1
+    refused = {(("reason", code),): n for code, n in (("bad_group", 1), ("bad_request", 3))}
+    assert {labels: n for (name, labels), n in answer["counted"].items()
+            if name == "groupcast_publish_errors_total"} == refused
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[1]", b"{}", b'{"messages": []}', b'{"messages": {"group": "news"}}',
+     json.dumps({"messages": [{"group": "news", "data": n} for n in range(1001)]}).encode()],
+)
+async def test_bad_batches_are_answered_alike_and_store_nothing(apps, sync_redis, raw):
+    answer = await same_answer(apps, lambda: request(raw, path=BATCH))
+    assert answer["status"] == 400
+    assert answer["log"][0][:3] == ("WARNING", f"Bad Request: {BATCH}", 400)
+    assert sync_redis.keys(keys.stream("*")) == []
+
+
+async def test_a_batch_redis_cannot_store_is_a_503_alike(apps, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    answer = await same_answer(apps, batch({"group": "news", "data": 1}, {"group": "bad group", "data": 1}))
+    assert answer["status"] == 503 and dict(answer["headers"])["Retry-After"] == "2"
+    assert json.loads(answer["body"])["error"]["code"] == "unavailable"
+
+
+async def test_a_batch_not_replicated_is_a_503_alike(apps, settings):
+    settings.GROUPCAST_REDIS_MIN_REPLICAS = 1  # the test Redis has no replica
+    settings.GROUPCAST_REDIS_REPLICA_TIMEOUT_MS = 50
+    answer = await same_answer(apps, batch(*[{"group": "news", "data": n, "idempotency_key": f"r{n}"} for n in range(3)]))
+    assert answer["status"] == 503
+    assert json.loads(answer["body"])["error"]["code"] == "not_replicated"

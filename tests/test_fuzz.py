@@ -69,6 +69,17 @@ def spec_group(value):
     return isinstance(value, str) and 1 <= len(value) <= 100 and set(value) <= GROUP_ALPHABET
 
 
+def spec_once_key(value):
+    """An idempotency key (header or batch field): absent, or 1-200 printable ASCII."""
+    return value is None or (isinstance(value, str) and 1 <= len(value) <= 200
+                             and all(" " <= c <= "~" for c in value))
+
+
+def spec_batch_message(message):
+    return (isinstance(message, dict) and spec_group(message.get("group")) and "data" in message
+            and spec_once_key(message.get("idempotency_key")))
+
+
 def spec_offset(value):
     """A Redis Stream id (`ms` or `ms-seq`, each an unsigned 64-bit number, not the very
     last id, which nothing can follow) as a pair, else None."""
@@ -552,9 +563,11 @@ latin1_headers = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_categories=["Cc"]),
     max_size=40,
 )
+once_keys = st.sampled_from(["retry-1", "retry-2"]) | latin1_headers
 MAX_BODY_BYTES = 4096
 ENDPOINTS = {
     "publish": ("/api/v1/publish", "post"),
+    "batch": ("/api/v1/batch", "post"),
     "tokens": ("/api/v1/tokens", "post"),
     "jobs": ("/api/v1/jobs", "post"),
     "job": ("/api/v1/jobs/{job_id}", "get"),
@@ -609,12 +622,23 @@ def request_bodies(draw, name, headers):
             | st.fixed_dictionaries({"group": group_names, "data": json_values})
             | st.fixed_dictionaries({"group": group_names, "data": json_values})
         )
-        once_key = draw(st.none() | st.sampled_from(["retry-1", "retry-2"]) | latin1_headers)
+        once_key = draw(st.none() | once_keys)
         if once_key is not None:
             headers["HTTP_IDEMPOTENCY_KEY"] = once_key
         valid = spec_group(body.get("group")) and "data" in body
-        key_valid = once_key is None or (1 <= len(once_key) <= 200 and once_key.isascii() and once_key.isprintable())
-        expected = 200 if valid and key_valid else 400
+        expected = 200 if valid and spec_once_key(once_key) else 400
+    elif name == "batch":
+        message = (
+            st.fixed_dictionaries({}, optional={"group": any_groups, "data": json_values,
+                                                "idempotency_key": once_keys | json_scalars})
+            | st.fixed_dictionaries({"group": group_names, "data": json_values},
+                                    optional={"idempotency_key": once_keys})
+            | json_non_dicts
+        )
+        body = draw(st.fixed_dictionaries({"messages": st.lists(message, max_size=5)})
+                    | st.fixed_dictionaries({}, optional={"messages": json_values}))
+        messages = body.get("messages")
+        expected = 200 if isinstance(messages, list) and 1 <= len(messages) <= 1000 else 400
     elif name == "tokens":
         well_formed = st.fixed_dictionaries(
             {"sub": st.text(min_size=1, max_size=200), "groups": st.lists(group_names, max_size=3)},
@@ -739,15 +763,17 @@ def test_every_answer_is_documented_json_and_nothing_invalid_is_stored(wire, dat
     sent = json.loads(request["raw"]) if request["raw"] else None
     if request["name"] == "publish":
         once_key = request["headers"].get("HTTP_IDEMPOTENCY_KEY")
-        scoped = (answer["group"], once_key)  # a key is scoped to its group
-        if once_key is not None and scoped in wire["once"]:
-            assert answer["offset"] == wire["once"][scoped] and changed == [], "published twice"
-        else:
-            stream = f"{prefix}:stream:{answer['group']}"
-            [(_, fields)] = redis.xrange(stream, answer["offset"], answer["offset"])
-            assert strict_json(fields[b"d"].decode()) == sent["data"]
-            if once_key is not None:
-                wire["once"][scoped] = answer["offset"]
+        repeated = once_key is not None and (answer["group"], once_key) in wire["once"]
+        assert_published(wire, answer, sent["data"], once_key)
+        assert not (repeated and changed), "published twice"
+    elif request["name"] == "batch":
+        assert len(answer["results"]) == len(sent["messages"])
+        for message, result in zip(sent["messages"], answer["results"]):
+            if not spec_batch_message(message):
+                assert "offset" not in result and result["error"]["code"] in ("bad_request", "bad_group")
+            else:
+                assert result["group"] == message["group"]
+                assert_published(wire, result, message["data"], message.get("idempotency_key"))
     elif request["name"] == "tokens":
         claims = token_verify(answer["token"])
         assert claims.sub == sent["sub"] and claims.groups.names == frozenset(sent["groups"])
@@ -756,6 +782,20 @@ def test_every_answer_is_documented_json_and_nothing_invalid_is_stored(wire, dat
         record = redis.hgetall(f"{prefix}:job:{answer['job']}")
         assert strict_json(record[b"groups"].decode()) == list(dict.fromkeys(sent["groups"]))
         assert strict_json(record[b"data"].decode()) == sent["data"]
+
+
+def assert_published(wire, answer, data, once_key):
+    """A publish's answer: the offset of its first publish under its key (scoped to its
+    group), else the offset of its data in the group's stream."""
+    scoped = (answer["group"], once_key)
+    if once_key is not None and scoped in wire["once"]:
+        assert answer["offset"] == wire["once"][scoped], "published twice"
+        return
+    stream = f"{wire['prefix']}:stream:{answer['group']}"
+    [(_, fields)] = wire["redis"].xrange(stream, answer["offset"], answer["offset"])
+    assert strict_json(fields[b"d"].decode()) == data
+    if once_key is not None:
+        wire["once"][scoped] = answer["offset"]
 
 
 # Bugs found by the fuzzing above, each pinned by its smallest input.

@@ -1,6 +1,6 @@
 """The http role: gunicorn with uvicorn workers serving this ASGI application
-(service/api/gunicorn.conf.py): Django's, with POST /api/v1/publish answered first on the
-event loop (service/api/fast_path.py)."""
+(service/api/gunicorn.conf.py): Django's, with the publishes (POST /api/v1/publish and
+/api/v1/batch) answered first on the event loop (service/api/fast_path.py)."""
 
 import os
 

@@ -1,10 +1,11 @@
-"""POST /api/v1/publish answered before Django's machinery; everything else goes to Django.
+"""POST /api/v1/publish and /api/v1/batch answered before Django's machinery; everything
+else goes to Django.
 
 Measured per publish (docs/performance.md, "The cost of one HTTP publish"), Django's
 handler, middleware, URL resolver, signals and response objects cost more CPU than the
 publish itself, and under ASGI each sync middleware is a hop to a thread. This ASGI
-application answers exactly `POST /api/v1/publish` on the event loop with the publish
-view's own checks and answers (`views.publish_answer`: API key, body checks, publish,
+application answers exactly those two on the event loop with their views' own checks
+and answers (`views.publish_answer`, `views.batch_answer`: API key, body checks, publish,
 error answers, metrics) on Django's own request class, and does to its answer what Django
 and settings.MIDDLEWARE would: the request id (service/logs.py), the JSON newline,
 SecurityMiddleware's headers, the Content-Length, a JSON 500 for an unexpected error,
@@ -27,7 +28,8 @@ from service.api.errors import ApiError
 from service.api.errors import log as error_log
 from service.logs import REQUEST_ID_HEADER, request_id, request_id_of
 
-PATH = "/api/v1/publish"
+# path -> the view's (status, body, headers), for a POST
+ROUTES = {"/api/v1/publish": views.publish_answer, "/api/v1/batch": views.batch_answer}
 # Django's handler logs every answer of 400 or more here (django.utils.log.log_response).
 request_log = logging.getLogger("django.request")
 
@@ -63,18 +65,18 @@ async def read_body(receive, limit):
 
 
 class PublishFastPath:
-    """The http role's ASGI application: Django's, with POST /api/v1/publish taken first."""
+    """The http role's ASGI application: Django's, with the publishes (ROUTES) taken first."""
 
     def __init__(self, django_application):
         self.django = django_application
         self.security_headers = security_headers()
-        self.path = None if security_headers_vary() else PATH
+        self.routes = {} if security_headers_vary() else ROUTES
 
     async def __call__(self, scope, receive, send):
-        # Django resolves the path after root_path too, and only this exact path is the
-        # publish view.
-        if (scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST"
-                or scope.get("root_path")):
+        # Django resolves the path after root_path too, and only these exact paths are the
+        # publish views.
+        answer = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if answer is None or scope["method"] != "POST" or scope.get("root_path"):
             return await self.django(scope, receive, send)
         body = await read_body(receive, settings.GROUPCAST_MAX_BODY_BYTES + 1)
         if body is None:
@@ -83,7 +85,7 @@ class PublishFastPath:
         rid = request_id_of(request.META.get("HTTP_X_REQUEST_ID"))
         request_id.set(rid)
         try:
-            status, body, headers = await views.publish_answer(request)
+            status, body, headers = await answer(request)
         except Exception:
             error_log.exception("unhandled error in %s", request.path)  # as JsonErrorMiddleware
             error = ApiError(500, "internal", "internal server error")

@@ -13,6 +13,8 @@ from service.tokens import info_valid
 MAX_JOB_GROUPS = 10000
 JSON_CHARSETS = ("utf-8", "utf8")
 MAX_JOB_RATE = 100000
+# Messages in one batch publish: its pipeline and its answer stay small enough to hold.
+MAX_BATCH_MESSAGES = 1000
 
 
 def json_body(request):
@@ -66,9 +68,13 @@ def _require_json(request):
 def idempotency_key(request):
     """The Idempotency-Key header, or None: 1-200 printable ASCII characters, else 400."""
     key = request.META.get("HTTP_IDEMPOTENCY_KEY")  # request.headers' value, built cheaper
-    if key is not None and not (1 <= len(key) <= 200 and key.isascii() and key.isprintable()):
+    if key is not None and not _once_key_valid(key):
         raise bad_request("Idempotency-Key must be 1-200 printable ASCII characters")
     return key
+
+
+def _once_key_valid(key):
+    return isinstance(key, str) and 1 <= len(key) <= 200 and key.isascii() and key.isprintable()
 
 
 def _not_json(name):
@@ -102,6 +108,25 @@ def data_field(body):
 
 def publish_request(body):
     return group_field(body), data_field(body)
+
+
+def batch_messages(body):
+    """The "messages" of a batch publish: a list of 1 to MAX_BATCH_MESSAGES, else 400."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_BATCH_MESSAGES:
+        raise bad_request(f'"messages" must be a list of 1 to {MAX_BATCH_MESSAGES} messages')
+    return messages
+
+
+def batch_message(message):
+    """(group, data, idempotency key or None) of one message of a batch, or its 400."""
+    if not isinstance(message, dict):
+        raise bad_request('a message must be a JSON object {"group", "data", "idempotency_key"?}')
+    group, data = publish_request(message)
+    once_key = message.get("idempotency_key")
+    if once_key is not None and not _once_key_valid(once_key):
+        raise bad_request('"idempotency_key" must be 1-200 printable ASCII characters')
+    return group, data, once_key
 
 
 def sub_field(body):

@@ -21,7 +21,9 @@ from service.storage.jobs import QueueFull, job_create, job_get
 from service.storage.clients import REDIS_FAILURES
 from service.storage.control import control_request
 from service.storage.presence import group_subscribers, members_page_sync
-from service.storage.publishing import NotReplicated, apublish_message, publish_message
+from service.storage.publishing import (
+    NotReplicated, apublish_many, apublish_message, encode_data, publish_message,
+)
 from service.tokens import token_issue
 
 log = logging.getLogger(__name__)
@@ -37,15 +39,31 @@ def endpoint(view_name, method):
     def decorate(view):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
-            status, body, headers = answer(view_name, method, view, request, *args, **kwargs)
-            response = JsonResponse(body, status=status)
-            for name, value in headers.items():
-                response[name] = value
-            return response
+            return _response(*answer(view_name, method, view, request, *args, **kwargs))
 
         return csrf_exempt(wrapper)
 
     return decorate
+
+
+def async_endpoint(view_name, method):
+    """endpoint() for an async view (Django runs it on its event loop under ASGI)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        async def wrapper(request):
+            return _response(*await answer_async(view_name, method, view, request))
+
+        return csrf_exempt(wrapper)
+
+    return decorate
+
+
+def _response(status, body, headers):
+    response = JsonResponse(body, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 def answer(view_name, method, view, request, *args, **kwargs):
@@ -95,13 +113,27 @@ def _refused(view_name, failure):
     metrics.redis_failed("http")
     # what failed, for whoever reads the 503s in the log (the answer only says "retry later")
     log.warning("%s: Redis failed (%s: %s)", view_name, type(failure).__name__, failure)
+    error = _unavailable(failure)
+    return error.status, error.body, error.headers
+
+
+def _unavailable(failure):
+    """The 503 for a Redis failure."""
     if isinstance(failure, (TimeoutError, redis.TimeoutError)):
         # Sent but not answered in time: Redis may have run it after all.
         message = "Redis did not answer in time; it may have been stored: retry with the same Idempotency-Key"
     else:
         message = "Redis is unreachable; nothing was stored, retry later"
-    error = ApiError(503, "unavailable", message, {"Retry-After": RETRY_AFTER_SECONDS})
-    return error.status, error.body, error.headers
+    return ApiError(503, "unavailable", message, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def _not_replicated(error):
+    """The 503 for a publish stored on the master but not on enough replicas in time."""
+    return ApiError(
+        503, "not_replicated",
+        f"{error}; not acknowledged, retry (with the same Idempotency-Key to avoid a duplicate)",
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
 
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
@@ -148,14 +180,25 @@ def publish_answer(request):
 
 def _publish_request(request):
     """(group, data, idempotency key) of a publish request, or its 4xx (counted)."""
-    try:
+    with _refusals_counted():
         group, data = requests.publish_request(requests.json_body(request))
         once_key = requests.idempotency_key(request)
+    return group, data, _scoped(group, once_key)
+
+
+def _scoped(group, once_key):
+    # The key is scoped to the group: reusing it for another group is another publish.
+    return once_key and f"api:{group}:{once_key}"
+
+
+@contextlib.contextmanager
+def _refusals_counted():
+    """An ApiError raised inside counted as a refused publish."""
+    try:
+        yield
     except ApiError as error:
         metrics.PUBLISH_ERRORS.labels(error.code).inc()
         raise
-    # The key is scoped to the group: reusing it for another group is another publish.
-    return group, data, once_key and f"api:{group}:{once_key}"
 
 
 @contextlib.contextmanager
@@ -164,15 +207,63 @@ def _publish_failures():
     try:
         yield
     except NotReplicated as error:
-        metrics.PUBLISH_ERRORS.labels("not_replicated").inc()
-        raise ApiError(
-            503, "not_replicated",
-            f"{error}; not acknowledged, retry (with the same Idempotency-Key to avoid a duplicate)",
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        ) from None
-    except REDIS_FAILURES:
-        metrics.PUBLISH_ERRORS.labels("unavailable").inc()
+        raise _publish_refusal(error) from None
+    except REDIS_FAILURES as failure:
+        _publish_refusal(failure)  # counted; answered by answer()
         raise
+
+
+def _publish_refusal(failure):
+    """The error answered for a publish Redis failed, counted."""
+    if isinstance(failure, NotReplicated):
+        metrics.PUBLISH_ERRORS.labels("not_replicated").inc()
+        return _not_replicated(failure)
+    if isinstance(failure, REDIS_FAILURES):
+        metrics.PUBLISH_ERRORS.labels("unavailable").inc()
+        return _unavailable(failure)
+    raise failure  # not Redis's: a bug, answered 500
+
+
+async def batch_async(request):
+    """POST /api/v1/batch: many messages in one request, each stored or refused on its own
+    and answered in the request's order (README, "Batch publish"); their scripts share one
+    Redis pipeline. When Redis failed every one, the answer is the 503 one publish gets."""
+    with _refusals_counted():
+        messages = requests.batch_messages(requests.json_body(request))
+    results, publishing = [], []  # publishing: (its index in results, (group, data JSON, key))
+    for message in messages:
+        try:
+            with _refusals_counted():
+                group, data, once_key = requests.batch_message(message)
+        except ApiError as error:
+            results.append(error.body)
+            continue
+        publishing.append((len(results), (group, encode_data(data), _scoped(group, once_key))))
+        results.append({"group": group})
+    outcomes = await apublish_many([message for _, message in publishing])
+    failures = []
+    for (index, _), outcome in zip(publishing, outcomes):
+        if isinstance(outcome, BaseException):
+            failures.append((outcome, _publish_refusal(outcome)))
+            results[index] = failures[-1][1].body
+        else:
+            results[index]["offset"] = outcome
+    unreachable = [failure for failure, error in failures if error.code == "unavailable"]
+    if unreachable:
+        metrics.redis_failed("http")
+        log.warning("batch: Redis failed %d of %d publishes (%s: %s)", len(unreachable),
+                    len(outcomes), type(unreachable[0]).__name__, unreachable[0])
+    if failures and len(failures) == len(outcomes):
+        raise failures[0][1]
+    return 200, {"results": results}
+
+
+batch = async_endpoint("batch", "POST")(batch_async)
+
+
+def batch_answer(request):
+    """(status, body, headers) of POST /api/v1/batch, for the fast path."""
+    return answer_async("batch", "POST", batch_async, request)
 
 
 @endpoint("tokens", "POST")

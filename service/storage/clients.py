@@ -143,7 +143,8 @@ _STALE_MAP = (
 )
 
 
-def _stale_map(error):
+def stale_map(error):
+    """True for an error that means the slot map `error`'s command was routed by is stale."""
     return isinstance(error, _STALE_MAP)
 
 
@@ -159,7 +160,7 @@ def primary_sync(key):
     try:
         yield client.get_redis_connection(client.get_node_from_key(key))
     except REDIS_FAILURES as error:
-        if not _stale_map(error):
+        if not stale_map(error):
             raise
         try:
             client.nodes_manager.initialize()
@@ -189,7 +190,7 @@ async def primary_async(client, key):
             )
         yield primary
     except REDIS_FAILURES as error:
-        if not _stale_map(error):
+        if not stale_map(error):
             raise
         try:
             await client.nodes_manager.initialize()

@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 from service import metrics
 from service.storage import keys, wire
-from service.storage.clients import primary_async, primary_sync, redis_async, redis_sync
+from service.storage.clients import primary_async, primary_sync, redis_async, redis_sync, stale_map
 
 PUBLISH_SCRIPT = """
 if KEYS[2] then
@@ -142,8 +142,7 @@ async def apublish_encoded(*, group, data_json, once_key=None):
 
     Gives up with TimeoutError (an OSError, so a Redis failure to every caller) after
     PUBLISH_DEADLINE_SECONDS plus the replica WAIT's timeout."""
-    deadline = PUBLISH_DEADLINE_SECONDS + settings.GROUPCAST_REDIS_REPLICA_TIMEOUT_MS / 1000
-    async with asyncio.timeout(deadline):
+    async with asyncio.timeout(_deadline()):
         return await _apublish_encoded(group, data_json, once_key)
 
 
@@ -151,18 +150,100 @@ async def _apublish_encoded(group, data_json, once_key):
     started = time.perf_counter()
     client = redis_async()
     script_keys, args = _script_args(group, data_json, once_key)
-    replicas = _replicas()
-    batch = _batch_of(client)
-    if replicas is None:
-        return _result(group, await batch.publish(script_keys, args), started)
-    # With WAIT: on its own pipeline, with the client's script registered once.
-    script = batch.script
-    async with primary_async(client, script_keys[0]) as primary, primary.pipeline(transaction=False) as pipe:
-        await script(keys=script_keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", *replicas)
-        reply, acknowledged_by = await pipe.execute()
-    _check_replicated(acknowledged_by)
+    if _replicas() is None:
+        reply = await _batch_of(client).publish(script_keys, args)
+    else:
+        [reply] = await asyncio.gather(*_publish_waited(client, [(script_keys, args)]))
     return _result(group, reply, started)
+
+
+async def apublish_many(messages):
+    """apublish_encoded for many (group, data_json, once_key) at once (a batch publish):
+    their scripts go to Redis together, in the given order (PublishBatch's pipeline; with
+    replicas to wait for, _publish_waited's). Returns, in the same order, each message's
+    offset or the exception that failed it (TimeoutError past the deadline)."""
+    if not messages:
+        return []
+    started = time.perf_counter()
+    client = redis_async()
+    scripted = [_script_args(*message) for message in messages]
+    if _replicas() is None:
+        batch = _batch_of(client)
+        waiting = [batch.publish(script_keys, args) for script_keys, args in scripted]
+    else:
+        waiting = _publish_waited(client, scripted)
+    await asyncio.wait(waiting, timeout=_deadline())
+    outcomes = []
+    for (group, _, _), future in zip(messages, waiting):
+        if not future.done():
+            future.cancel()
+            outcomes.append(TimeoutError("Redis did not answer in time"))
+        elif future.exception() is not None:
+            outcomes.append(future.exception())
+        else:
+            outcomes.append(_result(group, future.result(), started))
+    return outcomes
+
+
+def _deadline():
+    return PUBLISH_DEADLINE_SECONDS + settings.GROUPCAST_REDIS_REPLICA_TIMEOUT_MS / 1000
+
+
+def _publish_waited(client, scripted):
+    """Futures of the scripts' replies, each acknowledged only once on enough replicas:
+    per master, one pipeline of its scripts in order and one WAIT after them (WAIT covers
+    every write before it on its connection). A script stored but not replicated in time
+    fails with NotReplicated."""
+    futures = [asyncio.get_running_loop().create_future() for _ in scripted]
+    asyncio.ensure_future(_run_waited(client, list(zip(scripted, futures))))
+    return futures
+
+
+async def _run_waited(client, entries):
+    try:
+        by_master = {}  # a master's client (one per master: clients.primary_async) -> its entries
+        for entry in entries:
+            async with primary_async(client, _stream_key(entry)) as primary:
+                by_master.setdefault(primary, []).append(entry)
+        await asyncio.gather(*(_pipeline_waited(client, master_entries) for master_entries in by_master.values()))
+    except Exception as error:  # finding the masters failed: no script was sent
+        _settle(entries, [error] * len(entries))
+
+
+async def _pipeline_waited(client, entries):
+    script = _batch_of(client).script
+    try:
+        async with primary_async(client, _stream_key(entries[0])) as primary, \
+                primary.pipeline(transaction=False) as pipe:
+            for (script_keys, args), _ in entries:
+                await script(keys=script_keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", *_replicas())
+            *replies, acknowledged_by = await pipe.execute(raise_on_error=False)
+            for reply in (*replies, acknowledged_by):
+                # raised here, so that primary_async refreshes the slot map (a failover);
+                # a script's own error (WRONGTYPE, say) stays its message's alone
+                if isinstance(reply, Exception) and (stale_map(reply) or reply is acknowledged_by):
+                    raise reply
+        _check_replicated(acknowledged_by)
+    except Exception as error:
+        replies = [error] * len(entries)
+    _settle(entries, replies)
+
+
+def _stream_key(entry):
+    (script_keys, _), _ = entry
+    return script_keys[0]
+
+
+def _settle(entries, replies):
+    """Each waiting publisher its reply or its exception."""
+    for (_, future), reply in zip(entries, replies):
+        if future.done():
+            continue  # its publisher gave up waiting
+        if isinstance(reply, Exception):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)
 
 
 _batches = weakref.WeakKeyDictionary()  # async client -> its PublishBatch
@@ -176,8 +257,8 @@ def _batch_of(client):
 
 
 class PublishBatch:
-    """The publishes of one pass of the event loop (clients publishing over their
-    WebSockets, jobs) go to Redis as one pipeline: one round trip and one pooled
+    """The publishes of one pass of the event loop (an http worker's publishes and batches,
+    clients publishing over their WebSockets, jobs) go to Redis as one pipeline: one round trip and one pooled
     connection for all of them instead of one each, which was a third of a socket
     process's CPU per client publish. Each script still runs on its own, in order;
     a publisher waits for its own reply, so its next publish comes after it."""
@@ -190,7 +271,7 @@ class PublishBatch:
     def publish(self, script_keys, args):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.waiting.append((script_keys, args, future))
+        self.waiting.append(((script_keys, args), future))
         if len(self.waiting) == 1:
             loop.call_soon(self._send_soon)
         return future
@@ -209,18 +290,12 @@ class PublishBatch:
                     replies[i] = reply  # only those: the others ran and must not run twice
         except Exception as error:
             replies = [error] * len(batch)
-        for (_, _, future), reply in zip(batch, replies):
-            if future.done():
-                continue  # its publisher gave up waiting
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        _settle(batch, replies)
 
     async def _run(self, batch):
         """One pipeline; on a cluster, redis-py's cluster pipeline sends each script to its
         group's master (one round trip per master) and follows MOVED itself."""
         async with self.client.pipeline(transaction=False) as pipe:
-            for script_keys, args, _ in batch:
+            for (script_keys, args), _ in batch:
                 pipe.execute_command("EVALSHA", self.script.sha, len(script_keys), *script_keys, *args)
             return list(await pipe.execute(raise_on_error=False))

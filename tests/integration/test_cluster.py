@@ -68,6 +68,21 @@ async def test_groups_spread_over_the_shards_and_reach_every_socket_process(clus
     assert len(pubsub) <= 3 * 2 * 2  # socket processes x shards (x the layer's own, at most)
 
 
+async def test_a_batch_across_the_shards_waits_for_replicas_and_keeps_each_group_s_order(cluster, stack):
+    groups = GROUPS[:9]
+    assert len(shards_of(cluster, [f"gc:stream:{{{group}}}" for group in groups])) == 3
+    subscriber = await Subscriber(stack.ws_url(0), token(stack, groups)).connect()
+    for group in groups:
+        await subscriber.subscribe(group)
+    messages = [{"group": group, "data": n} for n in range(5) for group in groups]
+    status, body = api(stack, "POST", "/api/v1/batch", {"messages": messages})
+    assert status == 200, body
+    for group in groups:  # a 200 with GROUPCAST_REDIS_MIN_REPLICAS=1: each shard's replica has them
+        offsets = [r["offset"] for r in body["results"] if r["group"] == group]
+        assert await subscriber.receive(group, 5) == [(o, n) for n, o in enumerate(offsets)]
+    await subscriber.close()
+
+
 async def test_jobs_presence_and_control_requests_on_the_cluster(stack):
     groups = GROUPS[:6]
     tok = token(stack, groups, sub="alice")

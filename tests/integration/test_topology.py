@@ -45,6 +45,25 @@ async def test_twenty_subscribers_on_two_processes_get_fifty_publishes_in_order(
         await subscriber.close()
 
 
+async def test_a_batch_reaches_subscribers_on_both_processes_in_each_group_s_order(stack):
+    groups = ["batch.a", "batch.b", "batch.c"]
+    tok = token(stack, groups)
+    subscribers = [await Subscriber(stack.ws_url(i), tok).connect() for i in range(2)]
+    for subscriber in subscribers:
+        for group in groups:
+            await subscriber.subscribe(group)
+    messages = [{"group": group, "data": {"n": n}} for n in range(10) for group in groups]
+    messages.insert(4, {"group": "no such group!", "data": 0})
+    status, body = api(stack, "POST", "/api/v1/batch", {"messages": messages})
+    assert status == 200, body
+    assert body["results"][4]["error"]["code"] == "bad_group"
+    for subscriber in subscribers:
+        for group in groups:
+            sent = [(r["offset"], m["data"]) for m, r in zip(messages, body["results"]) if r.get("group") == group]
+            assert await subscriber.receive(group, 10) == sent
+        await subscriber.close()
+
+
 async def test_a_reconnecting_client_recovers_what_it_missed_with_since(stack):
     tok = token(stack, ["news"])
     client = await Subscriber(stack.ws_url(0), tok).connect()
