@@ -29,7 +29,8 @@ READY_TIMEOUT = 60
 # With more groups than this, groupcast's clients share one token (a `bench-*` pattern)
 # rather than one minted per group through the API.
 TOKEN_PER_GROUP_UP_TO = 100
-# Same shape as groupcast's http role (service/api/gunicorn.conf.py defaults).
+# Stock Channels' publishing view on gunicorn's threaded workers, as a Django WSGI app is
+# commonly served (groupcast's http role had this shape before its uvicorn workers).
 GUNICORN_WORKERS = "2"
 GUNICORN_THREADS = "4"
 
