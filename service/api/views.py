@@ -226,7 +226,7 @@ def _publish_refusal(failure):
 
 async def batch_async(request):
     """POST /api/v1/batch: many messages in one request, each stored or refused on its own
-    and answered in the request's order (README, "Batch publish"); their scripts share one
+    and answered in the request's order (README, "HTTP API"); their scripts share one
     Redis pipeline. When Redis failed every one, the answer is the 503 one publish gets."""
     with _refusals_counted():
         messages = requests.batch_messages(requests.json_body(request))

@@ -153,7 +153,7 @@ async def _apublish_encoded(group, data_json, once_key):
     if _replicas() is None:
         reply = await _batch_of(client).publish(script_keys, args)
     else:
-        [reply] = await asyncio.gather(*_publish_waited(client, [(script_keys, args)]))
+        reply = await _publish_waited(client, [(script_keys, args)])[0]
     return _result(group, reply, started)
 
 
