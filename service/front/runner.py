@@ -91,7 +91,11 @@ def _relay_as_json(stream):
     for raw in stream:
         line = raw.decode("utf-8", "replace").rstrip("\n")
         if line:
-            print(nginx_error_as_json(line), file=sys.stderr, flush=True)
+            # One write for the line and its newline: nginx's access log shares the file,
+            # and print()'s two writes (unbuffered, as under PYTHONUNBUFFERED) let an access
+            # line land between them, two JSON objects on one line.
+            sys.stderr.write(nginx_error_as_json(line) + "\n")
+            sys.stderr.flush()
 
 
 def run(config):

@@ -268,6 +268,10 @@ class Link:
             raise ConnectionError("Redis is unreachable") from None
         if channel in self.live:
             return
+        if self.pubsub is None:
+            # Lost again between `up` being set and this waiter running (a Redis going
+            # down as the link came up): the caller sees the outage, not an AttributeError.
+            raise ConnectionError("Redis link lost")
         confirmed = self.waiting.get(channel)
         if confirmed is None:
             confirmed = self._expect(channel)
