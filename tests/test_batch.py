@@ -4,12 +4,11 @@ Through the http role's ASGI application (the fast path; tests/test_fast_path.py
 Django answers the same), against the real Redis of the test run.
 """
 
-import asyncio
 import json
 import logging
 
-from service.storage import keys, publishing
-from tests.test_fast_path import batch, call, publish
+from service.storage import keys
+from tests.test_fast_path import answered_503_by_a_silent_redis, batch, call, publish
 
 
 def results(answer):
@@ -53,26 +52,8 @@ async def test_a_message_redis_refuses_fails_alone(apps, sync_redis, caplog):
 
 
 async def test_a_batch_redis_does_not_answer_is_a_503_within_the_deadline(apps, settings, monkeypatch):
-    held = []
-
-    async def silent(reader, writer):
-        held.append(writer)  # read nothing, answer nothing
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    settings.REDIS_URL = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
-    monkeypatch.setattr(publishing, "PUBLISH_DEADLINE_SECONDS", 0.3)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
-        answer = await call(apps["fast"], batch(*[{"group": "news", "data": n} for n in range(5)])())
-    finally:
-        server.close()
-        for writer in held:
-            writer.close()
-    assert loop.time() - started < 2.0
-    assert answer["status"] == 503 and dict(answer["headers"])["Retry-After"] == "2"
-    error = json.loads(answer["body"])["error"]
-    assert error["code"] == "unavailable" and "may have been stored" in error["message"]
+    await answered_503_by_a_silent_redis(
+        apps, settings, monkeypatch, batch(*[{"group": "news", "data": n} for n in range(5)]))
 
 
 async def test_messages_stored_before_a_not_replicated_503_come_back_on_the_retry(apps, sync_redis, settings):

@@ -265,6 +265,12 @@ async def test_a_publish_redis_does_not_answer_is_a_503_within_the_deadline(apps
     """A Redis that accepts and never answers (a lost shard, a hung node): the fast path
     answers 503 + Retry-After at its deadline, not after redis-py's socket timeouts (5 s
     per try) and retries."""
+    await answered_503_by_a_silent_redis(apps, settings, monkeypatch, publish())
+
+
+async def answered_503_by_a_silent_redis(apps, settings, monkeypatch, make_request):
+    """The fast path's answer to a request against a Redis that accepts connections and
+    never answers, checked: a 503 `unavailable` (maybe stored) within the deadline."""
     held = []
 
     async def silent(reader, writer):
@@ -277,7 +283,7 @@ async def test_a_publish_redis_does_not_answer_is_a_503_within_the_deadline(apps
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        answer = await call(apps["fast"], publish()())
+        answer = await call(apps["fast"], make_request())
     finally:
         server.close()
         for writer in held:

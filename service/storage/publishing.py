@@ -258,9 +258,9 @@ def _batch_of(client):
 
 class PublishBatch:
     """The publishes of one pass of the event loop (an http worker's publishes and batches,
-    clients publishing over their WebSockets, jobs) go to Redis as one pipeline: one round trip and one pooled
-    connection for all of them instead of one each, which was a third of a socket
-    process's CPU per client publish. Each script still runs on its own, in order;
+    clients publishing over their WebSockets, jobs) go to Redis as one pipeline: one round
+    trip and one pooled connection for all of them instead of one each, which was a third
+    of a socket process's CPU per client publish. Each script still runs on its own, in order;
     a publisher waits for its own reply, so its next publish comes after it."""
 
     def __init__(self, client):
