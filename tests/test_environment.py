@@ -83,6 +83,22 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):
     assert "c2hvcnQ" not in result.stderr and WEBHOOK_SECRET not in result.stderr
 
 
+@pytest.mark.parametrize("name, value, message", [
+    ("GUNICORN_WORKERS", "two", "GUNICORN_WORKERS: must be an integer, got 'two'"),
+    ("GUNICORN_WORKERS", "0", "GUNICORN_WORKERS: must be at least 1, got 0"),
+    ("GROUPCAST_LOG_FORMAT", "xml", "GROUPCAST_LOG_FORMAT: must be one of text, json"),
+])
+def test_a_bad_gunicorn_setting_stops_the_http_role_naming_it(name, value, message):
+    # gunicorn reads its settings before Django starts: service/api/gunicorn.conf.py
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GROUPCAST_", "DJANGO_", "REDIS_", "GUNICORN_"))}
+    env.update(BASE)
+    command = [sys.executable, "-m", "gunicorn", "-c", "service/api/gunicorn.conf.py", "--check-config"]
+    good = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0, good.stderr
+    bad = subprocess.run(command, env={**env, name: value}, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and message in bad.stderr, bad.stderr
+
+
 def test_webhook_secrets_in_the_specifications_form_or_bare_base64_load():
     result = load_settings(
         GROUPCAST_WEBHOOK_URL="https://hooks.example.com/groupcast",

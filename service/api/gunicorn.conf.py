@@ -20,9 +20,14 @@ from prometheus_client import multiprocess
 from service.environment import Environment
 from service.logs import logging_config
 
+# Checked here, because gunicorn starts (and logs) before Django reads its settings.
+_env = Environment()
 wsgi_app = "service.api.app:application"
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
-workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+bind = _env.str("GUNICORN_BIND", default="127.0.0.1:8080")
+# One event loop a pod by default: concurrent publishes on one loop share Redis round
+# trips and the front's upstream connections, ~25% less CPU per publish than two loops
+# (docs/performance.md, "One event loop"); a pod given more than a core sets more.
+workers = _env.int("GUNICORN_WORKERS", default=1, minimum=1)
 worker_class = "service.upstream.uvicorn.HttpWorker"
 # The front keeps idle connections for 4 s (service/front/nginx.conf): less than this.
 keepalive = 5
@@ -35,8 +40,6 @@ control_socket_disable = True
 
 # gunicorn's own log lines (boot, workers, timeouts) in the service's format: with
 # GROUPCAST_LOG_FORMAT=json, JSON lines with role and pod like every other line of the pod.
-# Checked here too, because gunicorn logs before Django reads its settings.
-_env = Environment()
 _log_format = _env.str("GROUPCAST_LOG_FORMAT", default="text", choices=("text", "json"))
 _log_level = _env.str("GROUPCAST_LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 _env.check()
