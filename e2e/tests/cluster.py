@@ -26,6 +26,16 @@ def env(name):
 
 
 @dataclass
+def stop_process(process, timeout=5):
+    """SIGTERM, then SIGKILL if it is still running after `timeout` seconds; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
 class Cluster:
     kubectl_bin: str
     helm_bin: str
@@ -242,9 +252,4 @@ class PortForward:
     def stop(self):
         self._stopped.set()
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+            stop_process(self.process)

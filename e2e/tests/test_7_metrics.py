@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from client import Subscriber
+from cluster import stop_process
 from conftest import unique
 from promql import alert_rules, dashboard_queries, without_threshold
 
@@ -85,12 +86,7 @@ def prometheus(cluster, forwards, tmp_path):
                 time.sleep(0.5)
         yield base, targets
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 10)
 
 
 async def wait_targets_up(base, expected, timeout=60):

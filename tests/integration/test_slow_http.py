@@ -9,6 +9,7 @@ its uvicorn workers set no deadline for a header either. `python -m bench.slow_h
 """
 
 import asyncio
+import concurrent.futures
 import http.client
 import json
 import signal
@@ -152,3 +153,44 @@ def test_gunicorn_down_is_a_json_502_with_retry_after(stack):
     assert_api_error(headers, body, "upstream_unavailable")
     stack.start_http()
     stack.wait_ready()
+
+
+TIME_WAIT = "06"  # include/net/tcp_states.h
+
+
+def closed_connections(port):
+    """Loopback TCP connections with `port` at one end that were closed in the last minute
+    or so (in TIME-WAIT on the side that closed first), from /proc/net/tcp."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            local, remote, state = line.split()[1:4]
+            ports = {int(local.split(":")[1], 16), int(remote.split(":")[1], 16)}
+            count += state == TIME_WAIT and port in ports
+    return count
+
+
+def test_many_concurrent_publishes_reuse_the_fronts_connections_to_gunicorn(stack):
+    # nginx's customary 16 idle upstream connections made more than 16 publishes at once
+    # close the surplus after each answer and open new ones (GROUPCAST_HTTP_MAX_CONNECTIONS / 4 now)
+    clients, each = 64, 25
+    body = json.dumps({"group": "keep-alive", "data": {"n": 1}})
+    headers = {"Authorization": f"Bearer {stack.api_key}", "Content-Type": "application/json"}
+    before = closed_connections(stack.gunicorn_port)
+
+    def publisher(_):
+        connection = http.client.HTTPConnection("127.0.0.1", stack.http_port, timeout=30)
+        statuses = []
+        for _ in range(each):
+            connection.request("POST", "/api/v1/publish", body, headers)
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+        connection.close()
+        return statuses
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        statuses = [status for answered in pool.map(publisher, range(clients)) for status in answered]
+    assert statuses == [200] * (clients * each)
+    closed = closed_connections(stack.gunicorn_port) - before
+    assert closed <= clients // 4, f"{closed} connections between the front and gunicorn closed"
