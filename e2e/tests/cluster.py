@@ -25,7 +25,6 @@ def env(name):
     return value
 
 
-@dataclass
 def stop_process(process, timeout=5):
     """SIGTERM, then SIGKILL if it is still running after `timeout` seconds; reaped either way."""
     process.terminate()
@@ -36,6 +35,7 @@ def stop_process(process, timeout=5):
         process.wait(timeout)
 
 
+@dataclass
 class Cluster:
     kubectl_bin: str
     helm_bin: str
