@@ -20,17 +20,31 @@ BASE = {
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-def load_settings(**changes):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GROUPCAST_", "DJANGO_", "REDIS_"))}
+def environment(**changes):
+    """This process's environment without the service's settings, then BASE, then
+    `changes` (None removes a variable)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GROUPCAST_", "DJANGO_", "REDIS_", "GUNICORN_"))}
     env.update(BASE)
     for name, value in changes.items():
         if value is None:
             env.pop(name, None)
         else:
             env[name] = value
+    return env
+
+
+def load_settings(**changes):
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('loaded')"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=environment(**changes), capture_output=True, text=True, timeout=60,
+    )
+
+
+def check_gunicorn_config(**changes):
+    """gunicorn reads its settings before Django starts: service/api/gunicorn.conf.py."""
+    return subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "service/api/gunicorn.conf.py", "--check-config"],
+        env=environment(**changes), capture_output=True, text=True, timeout=60,
     )
 
 
@@ -89,14 +103,13 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(name, value, message):
     ("GROUPCAST_LOG_FORMAT", "xml", "GROUPCAST_LOG_FORMAT: must be one of text, json"),
 ])
 def test_a_bad_gunicorn_setting_stops_the_http_role_naming_it(name, value, message):
-    # gunicorn reads its settings before Django starts: service/api/gunicorn.conf.py
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GROUPCAST_", "DJANGO_", "REDIS_", "GUNICORN_"))}
-    env.update(BASE)
-    command = [sys.executable, "-m", "gunicorn", "-c", "service/api/gunicorn.conf.py", "--check-config"]
-    good = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    assert good.returncode == 0, good.stderr
-    bad = subprocess.run(command, env={**env, name: value}, capture_output=True, text=True, timeout=60)
+    bad = check_gunicorn_config(**{name: value})
     assert bad.returncode != 0 and message in bad.stderr, bad.stderr
+
+
+def test_the_gunicorn_settings_load():
+    good = check_gunicorn_config()
+    assert good.returncode == 0, good.stderr
 
 
 def test_webhook_secrets_in_the_specifications_form_or_bare_base64_load():
