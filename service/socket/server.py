@@ -20,6 +20,7 @@ from twisted.internet import reactor
 from service.socket.handshakes import HandshakeGuard
 from service.socket.inbox import ClientInbox
 from service.socket.mailbox import Mailbox
+from service.socket.upgrades import direct_upgrades
 from service.storage.clients import startup_check
 from service.upstream import autobahn, daphne
 
@@ -53,6 +54,7 @@ class SocketServer(daphne.Server):
 
     def _started(self):
         autobahn.configure(self.ws_factory)
+        direct_upgrades(self.http_factory)
         HandshakeGuard(
             self.http_factory,
             timeout=self.settings.GROUPCAST_HANDSHAKE_TIMEOUT,

@@ -8,6 +8,7 @@ from http import HTTPStatus
 import daphne.http_protocol
 import daphne.server
 from autobahn.websocket.types import ConnectionDeny
+from twisted.protocols.policies import ProtocolWrapper
 
 from service.upstream import autobahn, twisted
 
@@ -84,6 +85,24 @@ def forget_handshake(protocol):
     if headers is not None:
         headers.clear()
     autobahn.forget_handshake(protocol)
+
+
+def open_websocket(server, transport, head, query_string):
+    """What Daphne's WebRequest.process does with a WebSocket upgrade (http_protocol.py),
+    without the HTTP request it parsed first: a protocol from the server's WebSocket
+    factory, given the query string, the transport and the request's head to parse.
+    False, with nothing done, when the transport wraps another (TLS) or the factory
+    builds no protocol."""
+    if isinstance(transport, ProtocolWrapper):
+        return False
+    protocol = server.ws_factory.buildProtocol(transport.getPeer())
+    if protocol is None:
+        return False
+    protocol._raw_query_string = query_string
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    protocol.dataReceived(head)
+    return True
 
 
 def websocket_protocol(send):
