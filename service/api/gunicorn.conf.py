@@ -64,6 +64,13 @@ def on_starting(server):
     startup_check("http")
 
 
+def post_worker_init(worker):
+    # the application is loaded (service/api/app.py): freeze it out of the collector's scans
+    from service.collector import collect_less
+
+    collect_less()
+
+
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)

@@ -9,7 +9,6 @@ each connection's input queue is a Mailbox.
 """
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -17,6 +16,7 @@ import sys
 from daphne.cli import CommandLineInterface
 from twisted.internet import reactor
 
+from service.collector import collect_less
 from service.socket.handshakes import HandshakeGuard
 from service.socket.inbox import ClientInbox
 from service.socket.mailbox import Mailbox
@@ -84,20 +84,6 @@ class SocketServer(daphne.Server):
             await get_channel_layer().close_pools()
         finally:
             self.stop()
-
-
-# Python's cycle collector runs every 700 allocations net and rescans the older objects
-# as they grow; every open connection keeps a few dozen objects alive for hours, so in a
-# reconnect storm a quarter of the socket process's CPU went to collections that found
-# nothing (measured: 1.8 of 6.6 CPU-seconds for 5,000 connects). Objects alive at
-# start-up (Django, the modules) are frozen out of the scans, and young collections run
-# after 20,000 allocations; reference cycles are rare here and still collected.
-GC_THRESHOLDS = (20_000, 20, 10)
-
-
-def collect_less():
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class SocketCommandLineInterface(CommandLineInterface):
