@@ -17,7 +17,7 @@ import re
 
 from twisted.internet.protocol import Protocol
 
-from service.upstream import daphne
+from service.upstream import daphne, twisted
 
 # Twisted's HTTPChannel.totalHeadersSize and maxHeaders: a longer head is Twisted's to refuse.
 MAX_HEAD_BYTES = 16384
@@ -72,8 +72,7 @@ class FirstRequest(Protocol):
         if channel is None:
             self.transport.loseConnection()
             return
-        self.transport.protocol = channel
-        channel.makeConnection(self.transport)
+        twisted.hand_over(self.transport, channel)
         channel.dataReceived(data)
 
 

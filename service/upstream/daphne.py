@@ -8,7 +8,6 @@ from http import HTTPStatus
 import daphne.http_protocol
 import daphne.server
 from autobahn.websocket.types import ConnectionDeny
-from twisted.protocols.policies import ProtocolWrapper
 
 from service.upstream import autobahn, twisted
 
@@ -91,16 +90,12 @@ def open_websocket(server, transport, head, query_string):
     """What Daphne's WebRequest.process does with a WebSocket upgrade (http_protocol.py),
     without the HTTP request it parsed first: a protocol from the server's WebSocket
     factory, given the query string, the transport and the request's head to parse.
-    False, with nothing done, when the transport wraps another (TLS) or the factory
-    builds no protocol."""
-    if isinstance(transport, ProtocolWrapper):
-        return False
+    False, with nothing done, when the factory builds no protocol."""
     protocol = server.ws_factory.buildProtocol(transport.getPeer())
     if protocol is None:
         return False
     protocol._raw_query_string = query_string
-    transport.protocol = protocol
-    protocol.makeConnection(transport)
+    twisted.hand_over(transport, protocol)
     protocol.dataReceived(head)
     return True
 

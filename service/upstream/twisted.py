@@ -1,14 +1,20 @@
 """Twisted's TCP transport, read and written below its API (twisted 26.10.0,
-src/twisted/internet/abstract.py, FileDescriptor).
+src/twisted/internet/abstract.py, FileDescriptor; src/twisted/protocols/policies.py,
+ProtocolWrapper).
 
 The socket fast path needs how many bytes wait for a client (Twisted has no public
 count) and writes straight to the socket when Twisted has nothing queued.
 """
 
+from twisted.protocols.policies import ProtocolWrapper
+
 
 def supported(transport):
-    """True when `transport` has the private fields read here."""
-    return all(hasattr(transport, name) for name in ("_tempDataLen", "dataBuffer", "offset", "socket"))
+    """True when `transport` is a TCP connection with the private fields read here. Not a
+    TLS one: a ProtocolWrapper hands unknown attributes on to the TCP transport under it,
+    so it seems to have them, but what goes to that socket must be encrypted first."""
+    return not isinstance(transport, ProtocolWrapper) and all(
+        hasattr(transport, name) for name in ("_tempDataLen", "dataBuffer", "offset", "socket"))
 
 
 def pending_bytes(transport):
@@ -40,3 +46,14 @@ def channel_transport(protocol):
     a proxy that keeps the HTTPChannel, and so the transport, in `_channel`)."""
     channel = getattr(protocol, "_channel", protocol)
     return getattr(channel, "transport", None)
+
+
+def hand_over(transport, protocol):
+    """Make `protocol` the one `transport` delivers to from now on, as Daphne does when a
+    request upgrades (daphne/http_protocol.py, WebRequest.process): a TLS transport is a
+    ProtocolWrapper around the protocol it decrypts for, a TCP one names its protocol."""
+    if isinstance(transport, ProtocolWrapper):
+        transport.wrappedProtocol = protocol
+    else:
+        transport.protocol = protocol
+    protocol.makeConnection(transport)
