@@ -93,7 +93,9 @@ def one_group(connections, phases, repeat_phases=()):
                     connections, connections, phases, repeat_phases)
 
 
-HEADLINE_SCENARIO = one_group(1000, (SATURATION, HALF, RATE_1, RATE_10), (SATURATION,))
+# Half saturation is repeated too: its p99 is a target (< 50 ms) and moved 33-92 ms from
+# run to run on the same code, so it is judged on the rounds' median like the ratios.
+HEADLINE_SCENARIO = one_group(1000, (SATURATION, HALF, RATE_1, RATE_10), (SATURATION, HALF))
 GROUPS_OF_10 = Scenario(
     "groups-of-10-1000", "1,000 connections in 100 groups of 10", 1000, 10,
     (SATURATION, SATURATION_WS, HALF, RATE_1, RATE_10), (SATURATION, SATURATION_WS),
