@@ -106,8 +106,9 @@ def headline_ratios(results):
 
 
 def _ratio_line(label, value):
-    shown = f"{value:.2f}" if value is not None else "n/a"
-    return f"groupcast vs {label}: {shown}x deliveries per server CPU-second"
+    # "n/a" when the run did not measure it (a run of other scenarios)
+    shown = f"{value:.2f}x" if value is not None else "n/a"
+    return f"groupcast vs {label}: {shown} deliveries per server CPU-second"
 
 
 def ratio_lines(results):
