@@ -200,19 +200,14 @@ def _publish_waited(client, scripted):
 async def _run_waited(client, entries):
     try:
         async with _sent_by_the_deadline():
-            await _sent_and_waited(client, entries)
-    except Exception as error:  # past the deadline; those settled already keep their reply
-        _settle(entries, [error] * len(entries))
-
-
-async def _sent_and_waited(client, entries):
-    try:
-        by_master = {}  # a master's client (one per master: clients.primary_async) -> its entries
-        for entry in entries:
-            async with primary_async(client, _stream_key(entry)) as primary:
-                by_master.setdefault(primary, []).append(entry)
-        await asyncio.gather(*(_pipeline_waited(client, master_entries) for master_entries in by_master.values()))
-    except Exception as error:  # finding the masters failed: no script was sent
+            by_master = {}  # a master's client (one per master: clients.primary_async) -> its entries
+            for entry in entries:
+                async with primary_async(client, _stream_key(entry)) as primary:
+                    by_master.setdefault(primary, []).append(entry)
+            await asyncio.gather(*(_pipeline_waited(client, master_entries) for master_entries in by_master.values()))
+    except Exception as error:
+        # finding the masters failed (no script was sent), or the deadline passed (those
+        # settled already keep their reply)
         _settle(entries, [error] * len(entries))
 
 

@@ -166,15 +166,11 @@ async def test_unfinished_handshakes_time_out_and_are_bounded(stack):
 
 
 def upgrade(port, path, origin=None):
-    connection = socket.create_connection(("127.0.0.1", port), timeout=5)
     request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
     if origin:
         request += f"Origin: {origin}\r\n"
-    connection.sendall((request + "\r\n").encode())
-    status = connection.recv(4096).split(b"\r\n", 1)[0]
-    connection.close()
-    return status
+    return first_line(port, (request + "\r\n").encode())
 
 
 async def test_upgrades_elsewhere_are_404_and_a_null_origin_403_with_nothing_logged(stack):
