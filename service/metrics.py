@@ -250,12 +250,26 @@ def declare_role(role):
     REDIS_ERRORS.labels(role)
 
 
+def labelled(metric, *values):
+    """`metric.labels(*values)`, looked up once per label values: prometheus_client
+    checks, converts and locks on every `labels()` call, and the publish path counts a
+    request and a Redis outcome per publish."""
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
+_children = {}
+
+
 def redis_ok(role):
-    REDIS_UP.labels(role).set(1)
+    labelled(REDIS_UP, role).set(1)
 
 
 def redis_failed(role):
-    REDIS_UP.labels(role).set(0)
+    labelled(REDIS_UP, role).set(0)
     REDIS_ERRORS.labels(role).inc()
 
 

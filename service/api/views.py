@@ -75,7 +75,7 @@ def answer(view_name, method, view, request, *args, **kwargs):
         headers = _succeeded()
     except (ApiError, *REDIS_FAILURES) as failure:
         status, body, headers = _refused(view_name, failure)
-    metrics.HTTP_REQUESTS.labels(view_name, str(status)).inc()
+    metrics.labelled(metrics.HTTP_REQUESTS, view_name, str(status)).inc()
     return status, body, headers
 
 
@@ -87,7 +87,7 @@ async def answer_async(view_name, method, view, request):
         headers = _succeeded()
     except (ApiError, *REDIS_FAILURES) as failure:
         status, body, headers = _refused(view_name, failure)
-    metrics.HTTP_REQUESTS.labels(view_name, str(status)).inc()
+    metrics.labelled(metrics.HTTP_REQUESTS, view_name, str(status)).inc()
     return status, body, headers
 
 

@@ -161,7 +161,7 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
             metrics.CLIENT_PUBLISHES.labels("failed").inc()
             subscriber.send_error("unavailable", "not published, try again", group)
             return
-        metrics.CLIENT_PUBLISHES.labels("published").inc()
+        metrics.labelled(metrics.CLIENT_PUBLISHES, "published").inc()
         subscriber.send(published_frame(group, offset))
 
     async def refresh(self, token):

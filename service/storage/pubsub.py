@@ -357,7 +357,7 @@ class Link:
     async def _connect(self):
         """A fresh connection with every channel of the link subscribed and confirmed;
         returns its reader."""
-        self.pubsub = self.topology.client(self.owner).pubsub()
+        self.pubsub = self.topology.client(self.owner).pubsub(push_handler_func=_as_received)
         self.heard = asyncio.get_running_loop().time()
         channels = list(self.channels)
         waits = [self._expect(channel) for channel in channels]
@@ -479,6 +479,13 @@ class Link:
         if was_up:
             for channel in lost:
                 self.subscriptions.on_lost(channel)
+
+
+async def _as_received(message):
+    """Every message of the link as it came: redis-py's own handler formats each one into
+    a debug log line that is then dropped (a getLogger and a str() of the message per
+    announcement)."""
+    return message
 
 
 def _ignore(*args):
