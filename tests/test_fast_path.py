@@ -179,7 +179,10 @@ async def test_a_body_in_several_messages_without_a_length_is_read_alike(apps):
     [b"{not json", b"[1, 2]", b'{"group": "news"}', b'{"group": "bad group", "data": 1}',
      b'{"group": "' + b"x" * 101 + b'", "data": 1}', b'{"group": 5, "data": 1}', b'{"data": 1}',
      b"\xff\xfe", b'{"group": "news", "data": NaN}', b'{"group": "news", "data": 1e999}',
-     b'{"group": "news", "data": "\\ud800"}', b"[" * 50000, b""],
+     b'{"group": "news", "data": "\\ud800"}', b"[" * 50000, b"",
+     # a lone surrogate without a \\u escape: UTF-8's form of U+D800, and one in UTF-16
+     b'{"group": "news", "data": "\xed\xa0\x80"}',
+     '{"group": "news", "data": "'.encode("utf-16-le") + b"\x00\xd8" + '"}'.encode("utf-16-le")],
 )
 async def test_bad_bodies_are_answered_alike_and_store_nothing(apps, sync_redis, raw):
     answer = await same_answer(apps, lambda: request(raw))

@@ -818,6 +818,9 @@ def test_deeply_nested_bodies_are_a_400(settings, sync_redis, prefix, path):
     [
         ("/api/v1/publish", '{"group": "news", "data": "\\ud800"}'),
         ("/api/v1/jobs", '{"groups": ["news"], "data": {"text": "\\udfff"}}'),
+        # no \\u escape: the UTF-8 form of U+D800, which the body's decoding lets through
+        ("/api/v1/publish", b'{"group": "news", "data": "\xed\xa0\x80"}'),
+        ("/api/v1/jobs", b'{"groups": ["news"], "data": "x\xed\xbf\xbf"}'),
     ],
 )
 def test_lone_surrogates_in_data_are_a_400(settings, sync_redis, prefix, path, raw):

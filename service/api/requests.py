@@ -39,10 +39,12 @@ def json_body(request):
     if len(raw) > limit:
         raise ApiError(413, "too_large", f"body over {limit} bytes")
     try:
+        encoding = json.detect_encoding(raw)
         # json.loads(raw, parse_constant=..., parse_float=...), with the decoder built once
-        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        body = _DECODER.decode(raw.decode(encoding, "surrogatepass"))
         # Lone surrogates parse (as \ud800 escapes) but cannot be stored or sent on.
-        _UNICODE.encode(body).encode()
+        if _may_hold_surrogates(raw, encoding):
+            _UNICODE.encode(body).encode()
     except RecursionError:
         raise bad_request("body is nested too deeply", "bad_json") from None
     except UnicodeEncodeError:
@@ -52,6 +54,13 @@ def json_body(request):
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object")
     return body
+
+
+def _may_hold_surrogates(raw, encoding):
+    """False when no string of a UTF-8 body can hold a surrogate: one comes only from a
+    \\u escape or from the UTF-8 form of a surrogate (ED A0-BF ..., which "surrogatepass"
+    lets through). Most bodies have neither, and are not encoded a second time to check."""
+    return encoding != "utf-8" or b"\\u" in raw or b"\xed" in raw
 
 
 def _require_json(request):
