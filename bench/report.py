@@ -10,8 +10,8 @@ import statistics
 
 from bench import scaling
 from bench.scaling import stats
-from bench.scenarios import (CONNECT_SCENARIO, HEADLINE, SMALL_GROUPS, SMALL_GROUPS_WS,
-                             SSE_ROW)
+from bench.scenarios import (CONNECT_SCENARIO, HEADLINE, ONE_GROUP_100, SMALL_GROUPS,
+                             SMALL_GROUPS_WS, SSE_ROW)
 from bench.topologies import title as topology_title
 
 PEERS = ("centrifugo", "python-socketio", "stock channels")
@@ -46,6 +46,9 @@ ROWS = (
     {"key": "groups-of-10-ws",
      "title": "100 groups of 10, saturation, clients publishing over their WebSocket",
      "where": SMALL_GROUPS_WS, "value": _phase_value("deliveries_per_server_cpu_s"),
+     "unit": "deliveries per server CPU-s", "higher_is_better": True},
+    {"key": "one-group-100", "title": "100 connections, one group, saturation (HTTP publish)",
+     "where": ONE_GROUP_100, "value": _phase_value("deliveries_per_server_cpu_s"),
      "unit": "deliveries per server CPU-s", "higher_is_better": True},
     {"key": "sse", "title": "1,000 connections, one group, saturation, Server-Sent Events clients",
      "where": SSE_ROW, "value": _phase_value("deliveries_per_server_cpu_s"),
@@ -172,6 +175,9 @@ def targets(results):
             ("one-group-1000", "stock channels", 3.0, "one group of 1,000: ≥ 3x stock Channels (floor)"),
             ("groups-of-10", "python-socketio", 1.5, "100 groups of 10: ≥ 1.5x python-socketio"),
             ("groups-of-10", "centrifugo", 0.5, "100 groups of 10: ≥ 0.5x Centrifugo"),
+            ("groups-of-10-ws", "centrifugo", 1.0,
+             "100 groups of 10, WebSocket publish: ≥ 1.0x Centrifugo"),
+            ("one-group-100", "centrifugo", 0.5, "one group of 100: ≥ 0.5x Centrifugo"),
             ("connect", "centrifugo", 0.5, "connection set-up (10,000): ≥ 0.5x Centrifugo")):
         measured = ratio(results, key, peer)
         if measured is not None:
@@ -476,12 +482,13 @@ def _rows_chart(plt, results, path):
     server CPU-s, idle kB per connection; medians with the rounds' min–max."""
     systems = _systems(results)
     panels = [
-        ("deliveries per server CPU-second (saturation)", ["one-group-1000", "groups-of-10",
-                                                           "groups-of-10-ws", "sse"], True),
+        ("deliveries per server CPU-second (saturation)", ["one-group-1000", "one-group-100",
+                                                           "groups-of-10", "groups-of-10-ws", "sse"], True),
         ("connects per server CPU-second\n(10,000 clients)", ["connect"], True),
         ("server RSS per idle connection, kB\n(10,000 clients)", ["idle-memory"], False),
     ]
-    labels = {"one-group-1000": "one group\nof 1,000", "groups-of-10": "100 groups of 10\nHTTP publish",
+    labels = {"one-group-1000": "one group\nof 1,000", "one-group-100": "one group\nof 100",
+              "groups-of-10": "100 groups of 10\nHTTP publish",
               "groups-of-10-ws": "100 groups of 10\nWebSocket publish", "sse": "one group of 1,000\nSSE",
               "connect": "connection set-up", "idle-memory": "idle memory"}
     if not any(row_values(results, ROW[k], s) for _, keys, _ in panels for k in keys for s in systems):
