@@ -271,3 +271,22 @@ async def test_drain_closes_every_connection_with_1012(connect, hub, settings):
     for client in clients:
         _, code = await client.closed()
         assert code == 1012
+
+
+async def test_the_close_runs_on_the_event_loop_without_channels_database_cleanup(connect, monkeypatch):
+    # Channels' websocket_disconnect closes stale database connections in a thread (a hop
+    # per closed connection: thousands at once after a drain); groupcast's consumer has
+    # no database.
+    import channels.generic.websocket
+
+    cleanups = []
+
+    async def cleanup():
+        cleanups.append(1)
+
+    monkeypatch.setattr(channels.generic.websocket, "aclose_old_connections", cleanup)
+    client = await connect()
+    await client.subscribe("news")
+    await client.communicator.disconnect()
+    await eventually(lambda: _counted("news", 0), what="presence count 0")
+    assert cleanups == []

@@ -130,3 +130,42 @@ async def test_control_frames_go_out_at_once_behind_the_pending_batch(connection
     sink.send_text('{"type":"pong"}')
     assert peer.read_available()  # no wait for the end of the pass
     assert peer.payloads() == [message.payload, b'{"type":"pong"}']
+
+
+def configured_connection():
+    """(protocol, peer, transport): a connection of a factory set up as the socket
+    server sets up Daphne's (autobahn.configure)."""
+    from autobahn.twisted.websocket import WebSocketServerFactory
+
+    from service.upstream import autobahn
+
+    factory = WebSocketServerFactory()
+    autobahn.configure(factory)
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    protocol = factory.protocol()
+    protocol.factory = factory
+    transport = tcp.Connection(ours, protocol, reactor)
+    transport.connected = 1
+    protocol.transport = transport
+    protocol.send_queue = []
+    return protocol, Peer(theirs), transport, (ours, theirs)
+
+
+async def test_autobahns_own_writes_go_to_the_socket_at_once_unless_twisted_holds_some():
+    # The handshake's answer, close frames, pongs: Twisted would buffer each, register the
+    # socket for writing and send it a pass later.
+    protocol, peer, transport, sockets = configured_connection()
+    try:
+        protocol.sendData(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        assert peer.read_available() == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+        assert transport.dataBuffer == b"" and transport._tempDataLen == 0
+        # behind bytes Twisted still holds, a write queues in order
+        transport.write(b"held")
+        protocol.sendData(b" then this")
+        assert peer.read_available() == b""
+        transport.doWrite()
+        assert peer.read_available() == b"held then this"
+    finally:
+        for end in sockets:
+            end.close()

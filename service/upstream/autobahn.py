@@ -8,6 +8,8 @@ import autobahn.twisted.websocket
 import autobahn.websocket.protocol
 from autobahn.websocket.protocol import PreparedMessage, TrafficStats, WebSocketProtocol
 
+from service.upstream import twisted
+
 # How long a client has to answer our close frame before the TCP connection is dropped;
 # autobahn's 1 s default would cut off a slow client before it reads its 4008.
 CLOSE_HANDSHAKE_TIMEOUT = 5
@@ -104,8 +106,22 @@ def configure(factory):
     # CONFIG_ATTRS left to copy there is nothing to format.
     protocol = factory.protocol
     options = {name: _as_class_attribute(getattr(factory, name)) for name in protocol.CONFIG_ATTRS}
-    factory.protocol = type(protocol.__name__, (protocol,), {**options, "CONFIG_ATTRS": ()})
+    factory.protocol = type(protocol.__name__, (protocol,), {
+        **options, "CONFIG_ATTRS": (), "sendData": _send_data,
+    })
     skip_debug_formatting()
+
+
+def _send_data(protocol, data, sync=False, chopsize=None):
+    """autobahn's sendData (protocol.py), with what it would hand to the transport sent at
+    once when the socket takes it (twisted.write), as the socket fast path's frames are:
+    Twisted buffers every write, registers the socket for writing and writes it a pass
+    later, two epoll_ctl calls and a pass per handshake answer. Its traffic counters,
+    which nothing reads, and its octet log (a debug option) are left out."""
+    transport = protocol.transport
+    if sync or chopsize or len(protocol.send_queue) or not twisted.writable_now(transport):
+        return WebSocketProtocol.sendData(protocol, data, sync, chopsize)
+    twisted.write(transport, data)
 
 
 def skip_debug_formatting():

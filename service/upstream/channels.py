@@ -45,7 +45,9 @@ class LeanDispatch:
     few kB and a thread hand-off per connection that a groupcast WebSocket never uses.
     `channel_name` is still unique in the process. dispatch: none of Channels'
     per-message connection cleanup (a thread hop per frame), and an event of unknown type
-    handed to `unknown_event` instead of raising.
+    handed to `unknown_event` instead of raising. websocket_disconnect: the same without
+    that cleanup's thread hop at the close (generic/websocket.py) nor layer groups to
+    leave (there is no layer channel).
     """
 
     async def __call__(self, scope, receive, send):
@@ -65,6 +67,10 @@ class LeanDispatch:
             self.unknown_event(message)
             return
         await handler(message)
+
+    async def websocket_disconnect(self, message):
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     def unknown_event(self, message):
         """Called with an event no handler takes."""

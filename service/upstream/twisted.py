@@ -17,6 +17,11 @@ def supported(transport):
         hasattr(transport, name) for name in ("_tempDataLen", "dataBuffer", "offset", "socket"))
 
 
+def writable_now(transport):
+    """True when `write` below may send to this transport: an open TCP connection."""
+    return supported(transport) and transport.connected and not transport.disconnecting
+
+
 def pending_bytes(transport):
     """Bytes written to the transport that the kernel has not taken yet."""
     return transport._tempDataLen + len(transport.dataBuffer) - transport.offset
