@@ -119,3 +119,22 @@ async def test_a_batch_recovers_from_a_flushed_script_cache_and_fails_only_the_b
     assert isinstance(results[1], redis.ResponseError)
     assert [len(sync_redis.xrange(keys.stream(g))) for g in ("ok.1", "ok.2")] == [1, 1]
     assert all(isinstance(r, str) for r in (results[0], results[2]))
+
+
+async def test_a_publish_made_in_the_next_pass_of_the_loop_joins_the_same_round_trip(sync_redis):
+    # a request read in the next pass reaches the publisher only then (its task starts a
+    # pass after its bytes): it shares the round trip of the one before it
+    import asyncio
+
+    await apublish_message(group="warm", data=0)  # connected, script loaded
+
+    def reads():
+        # read events Redis processed: one per round trip of a small pipeline, one per INFO
+        return sync_redis.info("stats")["total_reads_processed"]
+
+    before = reads()
+    first = asyncio.ensure_future(apublish_message(group="pass.1", data=1))
+    await asyncio.sleep(0)  # the next pass
+    second = asyncio.ensure_future(apublish_message(group="pass.2", data=2))
+    await asyncio.gather(first, second)
+    assert reads() - before == 2  # one pipeline for both, and this INFO

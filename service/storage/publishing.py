@@ -258,7 +258,7 @@ def _batch_of(client):
 
 
 class PublishBatch:
-    """The publishes of one pass of the event loop (an http worker's publishes and batches,
+    """The publishes of two passes of the event loop (an http worker's publishes and batches,
     clients publishing over their WebSockets, jobs) go to Redis as one pipeline: one round
     trip and one pooled connection for all of them instead of one each, which was a third
     of a socket process's CPU per client publish. Each script still runs on its own, in order;
@@ -274,7 +274,11 @@ class PublishBatch:
         future = loop.create_future()
         self.waiting.append(((script_keys, args), future))
         if len(self.waiting) == 1:
-            loop.call_soon(self._send_soon)
+            # Sent two passes of the loop from now, not one: what is read off the sockets in
+            # the next pass (an http request, a client's frame) reaches here only a pass
+            # later, when its task first runs, and joins this round trip instead of starting
+            # the next. An http worker's CPU per publish at 16 clients: -16 to -19%.
+            loop.call_soon(loop.call_soon, self._send_soon)
         return future
 
     def _send_soon(self):
