@@ -3,6 +3,7 @@ transport on a real socket pair. The test reads what a client would read from th
 end, and plays the reactor's part (doWrite) where Twisted has to queue."""
 
 import asyncio
+import contextlib
 import functools
 import socket
 import struct
@@ -56,22 +57,31 @@ class Peer:
         return payloads
 
 
+@contextlib.contextmanager
+def over_tcp(protocol):
+    """(peer, transport): `protocol` on Twisted's TCP transport over a real socket pair."""
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    transport = tcp.Connection(ours, protocol, reactor)
+    transport.connected = 1  # as Twisted's accept does
+    protocol.transport = transport
+    try:
+        yield Peer(theirs), transport
+    finally:
+        ours.close()
+        theirs.close()
+
+
 @pytest.fixture
 async def connection():
     """(sink, peer, transport) for one open WebSocket over Twisted's TCP transport, the sink
     made in the event loop as the consumer makes it."""
-    ours, theirs = socket.socketpair()
-    theirs.setblocking(False)
     protocol = WebSocketServerProtocol()
-    transport = tcp.Connection(ours, protocol, reactor)
-    transport.connected = 1  # as Twisted's accept does
-    protocol.transport = transport
-    protocol.state = WebSocketServerProtocol.STATE_OPEN
-    protocol._perMessageCompress = None  # as an opening handshake without compression leaves it
-    sink = sink_for(functools.partial(lambda protocol, message: None, protocol))
-    yield sink, Peer(theirs), transport
-    ours.close()
-    theirs.close()
+    with over_tcp(protocol) as (peer, transport):
+        protocol.state = WebSocketServerProtocol.STATE_OPEN
+        protocol._perMessageCompress = None  # as an opening handshake without compression leaves it
+        sink = sink_for(functools.partial(lambda protocol, message: None, protocol))
+        yield sink, peer, transport
 
 
 async def end_of_pass():
@@ -132,31 +142,26 @@ async def test_control_frames_go_out_at_once_behind_the_pending_batch(connection
     assert peer.payloads() == [message.payload, b'{"type":"pong"}']
 
 
-def configured_connection():
-    """(protocol, peer, transport): a connection of a factory set up as the socket
-    server sets up Daphne's (autobahn.configure)."""
+def configured_protocol():
+    """A protocol of a factory set up as the socket server sets up Daphne's
+    (autobahn.configure)."""
     from autobahn.twisted.websocket import WebSocketServerFactory
 
     from service.upstream import autobahn
 
     factory = WebSocketServerFactory()
     autobahn.configure(factory)
-    ours, theirs = socket.socketpair()
-    theirs.setblocking(False)
     protocol = factory.protocol()
     protocol.factory = factory
-    transport = tcp.Connection(ours, protocol, reactor)
-    transport.connected = 1
-    protocol.transport = transport
     protocol.send_queue = []
-    return protocol, Peer(theirs), transport, (ours, theirs)
+    return protocol
 
 
 async def test_autobahns_own_writes_go_to_the_socket_at_once_unless_twisted_holds_some():
     # The handshake's answer, close frames, pongs: Twisted would buffer each, register the
     # socket for writing and send it a pass later.
-    protocol, peer, transport, sockets = configured_connection()
-    try:
+    protocol = configured_protocol()
+    with over_tcp(protocol) as (peer, transport):
         protocol.sendData(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
         assert peer.read_available() == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
         assert transport.dataBuffer == b"" and transport._tempDataLen == 0
@@ -166,6 +171,3 @@ async def test_autobahns_own_writes_go_to_the_socket_at_once_unless_twisted_hold
         assert peer.read_available() == b""
         transport.doWrite()
         assert peer.read_available() == b"held then this"
-    finally:
-        for end in sockets:
-            end.close()
