@@ -7,12 +7,16 @@ from dataclasses import dataclass
 
 import jwt
 from django.conf import settings
+from jwt.algorithms import HMACAlgorithm
 
 from service.groups import GroupPatterns, group_patterns, is_group_pattern
+from service.upstream.pyjwt import hmac_decoder
 
 INFO_MAX_BYTES = 1024
 
 ALGORITHM = "HS256"
+# every socket connect verifies a token: with each secret's key checks made once
+_decoder = hmac_decoder(ALGORITHM, HMACAlgorithm.SHA256)
 
 
 class TokenError(Exception):
@@ -62,7 +66,7 @@ def token_verify(token):
     last_error = None
     for secret in settings.GROUPCAST_JWT_SECRETS:
         try:
-            payload = jwt.decode(
+            payload = _decoder.decode(
                 token,
                 secret,
                 algorithms=[ALGORITHM],

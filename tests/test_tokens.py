@@ -4,6 +4,7 @@ import time
 
 import jwt
 import pytest
+from jwt.algorithms import HMACAlgorithm
 
 from service.api.api_keys import api_key_valid
 from service.tokens import TokenError, token_issue, token_verify
@@ -49,6 +50,28 @@ def test_every_configured_secret_is_accepted_for_rotation(settings):
     old = settings.GROUPCAST_JWT_SECRETS[1]
     token = jwt.encode({"sub": "u", "groups": ["a"], "exp": time.time() + 60}, old, algorithm="HS256")
     assert token_verify(token).groups.names == {"a"}
+
+
+def test_each_secret_is_checked_once_not_per_token(settings, monkeypatch):
+    # PyJWT checks that an HMAC secret is no asymmetric key (PEM, SSH, DER, JWK) on every
+    # decode; service/upstream/pyjwt.py keeps the answer per secret
+    secret = f"checked-once-{time.time_ns()}".ljust(40, "x")  # not seen by any test before
+    settings.GROUPCAST_JWT_SECRETS = [secret]
+    tokens = [jwt.encode({"sub": f"u{n}", "exp": time.time() + 60}, secret, algorithm="HS256") for n in range(5)]
+    checked = []
+    prepare_key = HMACAlgorithm.prepare_key
+    monkeypatch.setattr(HMACAlgorithm, "prepare_key", lambda self, key: checked.append(key) or prepare_key(self, key))
+    assert [token_verify(token).sub for token in tokens] == ["u0", "u1", "u2", "u3", "u4"]
+    assert checked == [secret]
+
+
+def test_a_secret_pyjwt_refuses_is_refused_on_every_token(settings):
+    secret = "ssh-ed25519 " + "x" * 40  # what PyJWT takes for an asymmetric key
+    token = _b64({"alg": "HS256", "typ": "JWT"}) + "." + _b64({"sub": "u", "exp": time.time() + 60}) + ".c2ln"
+    settings.GROUPCAST_JWT_SECRETS = [secret]
+    for _ in range(2):  # an exception is not kept as the secret's answer
+        with pytest.raises(jwt.InvalidKeyError, match="asymmetric key"):
+            token_verify(token)
 
 
 def _b64(part):

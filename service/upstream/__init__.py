@@ -1,11 +1,12 @@
 """Where groupcast reaches into its upstreams' internals, one module per upstream.
 
 The socket fast path and the worker go below the public APIs of Daphne, Twisted,
-autobahn, Channels and channels_redis, and the http role below uvicorn's (its error
-answers). Each such place is here, citing the upstream version and file it was written
-against; the versions are pinned in pyproject.toml and tests/test_upstream.py fails
-when an installed version moves away from PINNED, so an upgrade is a deliberate act:
-re-read the cited code, then move the pin.
+autobahn, Channels and channels_redis, the http role below uvicorn's (its error
+answers), token checks below PyJWT's (its HMAC key checks). Each such place is here,
+citing the upstream version and file it was written against; the versions are pinned
+in pyproject.toml and tests/test_upstream.py fails when an installed version moves
+away from PINNED, so an upgrade is a deliberate act: re-read the cited code, then
+move the pin.
 """
 
 from importlib.metadata import version
@@ -19,6 +20,7 @@ PINNED = {
     "channels-redis": "4.3.0",
     "uvicorn": "0.54.0",
     "uvicorn-worker": "0.4.0",
+    "pyjwt": "2.15.1",
 }
 
 
