@@ -192,7 +192,7 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
         if subscriber is None:
             return
         if subscriber.close_code is None:  # not our close (those count themselves)
-            metrics.DISCONNECTS.labels(str(subscriber.sink.closed_with or code)).inc()
+            metrics.labelled(metrics.DISCONNECTS, str(subscriber.sink.closed_with or code)).inc()
         if self.hub.attached(subscriber):
             await self.hub.detach(subscriber)
             events.emit("disconnect", sub=subscriber.sub)

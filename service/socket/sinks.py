@@ -265,7 +265,7 @@ def sink_for(send):
     """The fastest sink that works for this connection's server, counted by kind."""
     protocol = daphne.websocket_protocol(send)
     if protocol is not None and daphne.direct_writes(protocol):
-        metrics.CONNECTION_SINKS.labels("direct").inc()
+        metrics.labelled(metrics.CONNECTION_SINKS, "direct").inc()
         return DaphneSink(protocol)
     metrics.CONNECTION_SINKS.labels("asgi").inc()
     if protocol is not None and not _warned:
