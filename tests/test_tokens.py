@@ -1,13 +1,16 @@
 import base64
 import json
+import random
 import time
 
 import jwt
 import pytest
 from jwt.algorithms import HMACAlgorithm
+from jwt.api_jws import _BASE64URL_ALPHABET, PyJWS
 
 from service.api.api_keys import api_key_valid
 from service.tokens import TokenError, token_issue, token_verify
+from service.upstream.pyjwt import _decode_segment
 
 
 def test_issued_token_carries_sub_groups_and_exp(settings):
@@ -72,6 +75,29 @@ def test_a_secret_pyjwt_refuses_is_refused_on_every_token(settings):
     for _ in range(2):  # an exception is not kept as the secret's answer
         with pytest.raises(jwt.InvalidKeyError, match="asymmetric key"):
             token_verify(token)
+
+
+def test_parts_are_decoded_and_refused_as_pyjwt_does():
+    # service/upstream/pyjwt.py's copy of PyJWT's part decoder against the original, on
+    # valid parts, padded ones, non-canonical ones and ones holding other bytes
+    draw = random.Random(7)
+    alphabet = _BASE64URL_ALPHABET.decode()
+    cases = {b"", b"=", b"!!!!", b"QQ", b"QR", b"QQ==", b"QQ=", b"QQ===", b"Q", b"QUJD", b"QU=J"}
+    for _ in range(5000):
+        part = "".join(draw.choice(alphabet) for _ in range(draw.randrange(12)))
+        if draw.random() < 0.5:
+            spot = draw.randrange(len(part) + 1)
+            part = part[:spot] + draw.choice("!+/ .=\x00\x7f\xe9") + part[spot:]
+        cases.add(part.encode() + b"=" * draw.choice((0, 0, 1, 2, 3)))
+    for part in cases:
+        assert _outcome(_decode_segment, part) == _outcome(PyJWS._decode_base64url_segment, part), part
+
+
+def _outcome(decode, part):
+    try:
+        return decode(part, "payload")
+    except jwt.DecodeError as error:
+        return str(error)
 
 
 def _b64(part):
