@@ -52,7 +52,8 @@ DISCONNECTS = Counter(
 )
 FANOUT_SECONDS = Histogram(
     "groupcast_fanout_seconds",
-    "From an announcement reaching this process to its last local write.",
+    "From an announcement reaching this process to its last local write (once per burst: a "
+    "group's announcements heard in one pass of the event loop, timed from the first).",
     buckets=FAST,
 )
 DELIVERY_LAG = Histogram(

@@ -105,3 +105,48 @@ async def test_a_client_that_reads_nothing_is_closed_with_4008_and_counted(hub, 
     stuck.unblocked.set()
     await eventually(lambda: stuck.close_code() == TOO_SLOW, what="the close frame")
     assert stuck.sent[-1]["type"] == "websocket.close"  # nothing is written after the close
+
+
+def announce_at_once(sync_redis, messages):
+    """Store each (data) and announce them all in one round trip: the socket process
+    hears them together, as it hears a busy group's."""
+    offsets = [sync_redis.xadd(keys.stream("g"), {"d": json.dumps(data)}).decode() for data in messages]
+    with sync_redis.pipeline(transaction=False) as pipe:
+        for offset, data in zip(offsets, messages):
+            pipe.publish(keys.fanout_channel("g"), wire.announcement(offset, json.dumps(data).encode()))
+        pipe.execute()
+    return offsets
+
+
+def observations(histogram):
+    return next(s.value for s in histogram.collect()[0].samples if s.name.endswith("_count"))
+
+
+async def test_announcements_heard_together_are_written_to_each_member_together_in_order(hub, linked, sync_redis):
+    members = [Client(f"member{n}") for n in range(3)]
+    for member in members:
+        await join(hub, member)
+    deliveries, bursts = metrics.DELIVERIES._value.get(), observations(metrics.FANOUT_SECONDS)
+    offsets = announce_at_once(sync_redis, list(range(20)))
+    for member in members:
+        await eventually(lambda: member.offsets() == offsets, what=f"{member.name}'s 20 messages")
+        assert [frame["data"] for frame in member.frames("message")] == list(range(20))
+    assert metrics.DELIVERIES._value.get() == deliveries + 60
+    # one write per burst, not one per announcement
+    assert observations(metrics.FANOUT_SECONDS) - bursts < 20
+
+
+async def test_a_burst_that_fills_a_client_queue_stops_where_one_at_a_time_would(hub, linked, sync_redis, settings):
+    settings.GROUPCAST_SEND_QUEUE_BYTES = 4096
+    stuck = Client("stuck", blocked=True)
+    await join(hub, stuck)
+    dropped = {reason: metrics.DROPPED.labels(reason)._value.get() for reason in ("slow_client", "closed")}
+    offsets = announce_at_once(sync_redis, ["x" * 200 + str(n) for n in range(40)])
+    await eventually(lambda: stuck.subscriber.close_code == TOO_SLOW, what="the 4008 close")
+    stuck.unblocked.set()
+    await eventually(lambda: stuck.close_code() == TOO_SLOW, what="the close frame")
+    written = stuck.offsets()
+    assert written == offsets[:len(written)] and 4096 // 250 <= len(written) < 40
+    # the frame that found the queue full, then every later one, counted
+    assert metrics.DROPPED.labels("slow_client")._value.get() == dropped["slow_client"] + 1
+    assert metrics.DROPPED.labels("closed")._value.get() == dropped["closed"] + 40 - len(written) - 1

@@ -7,6 +7,7 @@ A Frame carries one message's frame, built once per process for every local memb
 """
 
 import json
+import time
 from dataclasses import dataclass
 
 from service.groups import GROUP_RULE, is_group_name, parse_offset
@@ -117,6 +118,26 @@ class Frame:
                 self.group.encode(), self.offset.encode(), self.data_json,
             )
         return self._sse
+
+
+class Burst:
+    """One group's messages heard in one pass of the event loop, in order: written to
+    each local member together, one check and one list extend per member rather than per
+    message (service/socket/fanout.py)."""
+
+    __slots__ = ("frames", "wires", "size", "heard")
+
+    def __init__(self):
+        self.heard = time.perf_counter()  # when its first message reached the process
+        self.frames = []
+        self.wires = []  # their complete WebSocket frames
+        self.size = 0  # bytes of those
+
+    def add(self, frame):
+        wire = frame.wire
+        self.frames.append(frame)
+        self.wires.append(wire)
+        self.size += len(wire)
 
 
 class ControlFrame:

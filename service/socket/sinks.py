@@ -59,6 +59,12 @@ class DaphneSink:
         self.batch.append(wire)
         self.batched += len(wire)
 
+    def write_burst(self, burst):
+        if not self.batch:
+            self.batches.add(self)
+        self.batch.extend(burst.wires)
+        self.batched += burst.size
+
     def send_text(self, text):
         if self.open:
             self.write(ControlFrame(text))
@@ -79,11 +85,14 @@ class DaphneSink:
 
 
 class Batches:
-    """The sinks written to in this pass of the event loop, flushed together at its end."""
+    """The sinks written to in this pass of the event loop, flushed together at its end;
+    before that, the writers that hold their writes until the end of the pass (the
+    fan-out's bursts) write theirs. One callback a pass for both."""
 
     def __init__(self, loop):
         self.loop = loop
         self.sinks = []
+        self.writers = []
         self.scheduled = False
 
     def add(self, sink):
@@ -92,7 +101,17 @@ class Batches:
             self.scheduled = True
             self.loop.call_soon(self.flush)
 
+    def write_at_end(self, writer):
+        """Call `writer()` at the end of this pass, before the sinks are flushed."""
+        self.writers.append(writer)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
     def flush(self):
+        writers, self.writers = self.writers, []
+        for writer in writers:
+            writer()
         sinks, self.sinks = self.sinks, []
         self.scheduled = False
         for sink in sinks:
@@ -100,6 +119,12 @@ class Batches:
 
 
 _batches_by_loop = weakref.WeakKeyDictionary()
+
+
+def write_at_end_of_pass(writer):
+    """Have `writer()` called at the end of this pass of the running loop, its writes sent
+    with every other write of the pass."""
+    _batches().write_at_end(writer)
 
 
 def _batches():
@@ -129,6 +154,10 @@ class AsgiSink:
 
     def write(self, frame):
         self._queue({"type": "websocket.send", "text": frame.payload.decode()}, len(frame.payload))
+
+    def write_burst(self, burst):
+        for frame in burst.frames:
+            self.write(frame)
 
     def send_text(self, text):
         if self.open:
@@ -192,6 +221,10 @@ class SseSink:
     def write(self, frame):
         self.offsets[frame.group] = frame.offset
         self._event(b"id: %s\nevent: message\ndata: %s\n\n" % (self.cursor(), frame.sse_data))
+
+    def write_burst(self, burst):
+        for frame in burst.frames:
+            self.write(frame)
 
     def send_text(self, text):
         """Control frames the hub sends a subscriber, as SSE events."""

@@ -80,6 +80,18 @@ class Subscriber:
         self.sink.write(frame)
         return 1
 
+    def write_burst(self, burst):
+        """write() each frame of a Burst, in order; return how many were written. With
+        room for all of them, one check for the lot."""
+        if self.close_code is not None or not self.sink.open:
+            metrics.DROPPED.labels("closed").inc(len(burst.frames))
+            return 0
+        if self.sink.pending() + burst.size > self._limit:
+            # which frame finds the queue full, and what is counted, as one at a time
+            return sum(self.write(frame) for frame in burst.frames)
+        self.sink.write_burst(burst)
+        return len(burst.frames)
+
     async def replay(self, messages, group):
         """Write retained messages from history, oldest first, at the client's pace."""
         written = 0
