@@ -150,3 +150,50 @@ async def test_a_burst_that_fills_a_client_queue_stops_where_one_at_a_time_would
     # the frame that found the queue full, then every later one, counted
     assert metrics.DROPPED.labels("slow_client")._value.get() == dropped["slow_client"] + 1
     assert metrics.DROPPED.labels("closed")._value.get() == dropped["closed"] + 40 - len(written) - 1
+
+
+async def test_a_catching_up_joiner_gets_from_a_burst_only_what_follows_its_offset(hub, linked, sync_redis):
+    member = Client("member")
+    await join(hub, member)
+    before = await apublish_message(group="g", data="before")
+    await eventually(lambda: member.offsets() == [before], what="the first message")
+    # stored, not yet announced: the joiner's history has it, live delivery has not
+    stored = sync_redis.xadd(keys.stream("g"), {"d": json.dumps("stored")}).decode()
+    joiner = Client("joiner")
+    await join(hub, joiner, since=before)
+    # its announcement and the next message's, heard together: one burst across the
+    # point from which the joiner is live
+    after = sync_redis.xadd(keys.stream("g"), {"d": json.dumps("after")}).decode()
+    with sync_redis.pipeline(transaction=False) as pipe:
+        pipe.publish(keys.fanout_channel("g"), wire.announcement(stored, b'"stored"'))
+        pipe.publish(keys.fanout_channel("g"), wire.announcement(after, b'"after"'))
+        pipe.execute()
+    await eventually(lambda: member.offsets()[-1:] == [after], what="the member's messages")
+    await eventually(lambda: joiner.offsets()[-1:] == [after], what="the joiner's live message")
+    assert member.offsets() == [before, stored, after]
+    assert joiner.offsets() == [stored, after]  # from history, then live: once each
+
+
+async def test_a_joiner_is_not_handed_again_what_the_members_burst_holds(hub, linked, sync_redis):
+    member = Client("member")
+    await join(hub, member)
+    before = await apublish_message(group="g", data="before")
+    await eventually(lambda: member.offsets() == [before], what="the first message")
+    heard = sync_redis.xadd(keys.stream("g"), {"d": json.dumps("heard")}).decode()
+    joiner = Client("joiner")
+    send_text = joiner.subscriber.sink.send_text
+
+    def hear_then_send(text):
+        if json.loads(text)["type"] == "subscribed":
+            # the announcement of what the joiner's history holds reaches the process
+            # in the pass its join ends in: the members' burst holds it then
+            hub.fanout._on_message(keys.fanout_channel("g").encode(), wire.announcement(heard, b'"heard"'))
+        send_text(text)
+
+    joiner.subscriber.sink.send_text = hear_then_send
+    await join(hub, joiner, since=before)
+    after = await apublish_message(group="g", data="after")
+    await eventually(lambda: joiner.offsets()[-1:] == [after], what="the joiner's live message")
+    await eventually(lambda: member.offsets()[-1:] == [after], what="the member's live message")
+    assert joiner.offsets() == [heard, after]
+    assert member.offsets() == [before, heard, after]
