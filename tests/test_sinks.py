@@ -114,6 +114,23 @@ async def test_frames_written_in_one_pass_leave_in_one_send_at_its_end(connectio
     assert peer.payloads() == [frame.payload for frame in batch]
 
 
+async def test_a_writer_that_fails_at_the_end_of_a_pass_stops_no_flush(connection):
+    sink, peer, _ = connection
+    first, second = frames('"first"', '"second"')
+    sink.write(first)
+
+    def failing():
+        raise RuntimeError("a bug in a writer")
+
+    sink.batches.write_at_end(failing)
+    with pytest.raises(RuntimeError):
+        sink.batches.flush()  # as the loop would call it, which logs the error
+    assert peer.read_available() and peer.payloads() == [first.payload]  # out regardless
+    sink.write(second)
+    await end_of_pass()  # and the next pass is flushed as usual
+    assert peer.read_available() and peer.payloads() == [first.payload, second.payload]
+
+
 async def test_what_the_socket_refuses_waits_in_twisted_counted_and_in_order(connection):
     sink, peer, transport = connection
     transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)

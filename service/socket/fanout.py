@@ -300,7 +300,10 @@ class Fanout:
     def _write_bursts(self):
         bursting, self.bursting = self.bursting, []
         for state in bursting:
-            self._write_burst(state)
+            try:
+                self._write_burst(state)
+            except Exception:  # a bug: said loudly, and the other groups still written
+                log.exception("writing the messages of %s failed", state.name)
 
     @staticmethod
     def _write_burst(state):

@@ -110,12 +110,16 @@ class Batches:
 
     def flush(self):
         writers, self.writers = self.writers, []
-        for writer in writers:
-            writer()
-        sinks, self.sinks = self.sinks, []
-        self.scheduled = False
-        for sink in sinks:
-            sink.flush()
+        try:
+            for writer in writers:
+                writer()
+        finally:
+            # whatever a writer raised, what the pass wrote goes out and the next pass
+            # is flushed too
+            sinks, self.sinks = self.sinks, []
+            self.scheduled = False
+            for sink in sinks:
+                sink.flush()
 
 
 _batches_by_loop = weakref.WeakKeyDictionary()
