@@ -110,7 +110,7 @@ async def test_a_client_that_reads_nothing_is_closed_with_4008_and_counted(hub, 
 def announce_at_once(sync_redis, messages):
     """Store each (data) and announce them all in one round trip: the socket process
     hears them together, as it hears a busy group's."""
-    offsets = [sync_redis.xadd(keys.stream("g"), {"d": json.dumps(data)}).decode() for data in messages]
+    offsets = [store_unannounced(sync_redis, data) for data in messages]
     with sync_redis.pipeline(transaction=False) as pipe:
         for offset, data in zip(offsets, messages):
             pipe.publish(keys.fanout_channel("g"), wire.announcement(offset, json.dumps(data).encode()))
@@ -152,18 +152,29 @@ async def test_a_burst_that_fills_a_client_queue_stops_where_one_at_a_time_would
     assert metrics.DROPPED.labels("closed")._value.get() == dropped["closed"] + 40 - len(written) - 1
 
 
-async def test_a_catching_up_joiner_gets_from_a_burst_only_what_follows_its_offset(hub, linked, sync_redis):
+async def member_with_a_message(hub):
+    """A member of "g" and the offset of the one message it has had."""
     member = Client("member")
     await join(hub, member)
     before = await apublish_message(group="g", data="before")
     await eventually(lambda: member.offsets() == [before], what="the first message")
-    # stored, not yet announced: the joiner's history has it, live delivery has not
-    stored = sync_redis.xadd(keys.stream("g"), {"d": json.dumps("stored")}).decode()
+    return member, before
+
+
+def store_unannounced(sync_redis, data):
+    """Store a message in "g" without announcing it: a history read has it, live
+    delivery has not."""
+    return sync_redis.xadd(keys.stream("g"), {"d": json.dumps(data)}).decode()
+
+
+async def test_a_catching_up_joiner_gets_from_a_burst_only_what_follows_its_offset(hub, linked, sync_redis):
+    member, before = await member_with_a_message(hub)
+    stored = store_unannounced(sync_redis, "stored")
     joiner = Client("joiner")
     await join(hub, joiner, since=before)
     # its announcement and the next message's, heard together: one burst across the
     # point from which the joiner is live
-    after = sync_redis.xadd(keys.stream("g"), {"d": json.dumps("after")}).decode()
+    after = store_unannounced(sync_redis, "after")
     with sync_redis.pipeline(transaction=False) as pipe:
         pipe.publish(keys.fanout_channel("g"), wire.announcement(stored, b'"stored"'))
         pipe.publish(keys.fanout_channel("g"), wire.announcement(after, b'"after"'))
@@ -175,11 +186,8 @@ async def test_a_catching_up_joiner_gets_from_a_burst_only_what_follows_its_offs
 
 
 async def test_a_joiner_is_not_handed_again_what_the_members_burst_holds(hub, linked, sync_redis):
-    member = Client("member")
-    await join(hub, member)
-    before = await apublish_message(group="g", data="before")
-    await eventually(lambda: member.offsets() == [before], what="the first message")
-    heard = sync_redis.xadd(keys.stream("g"), {"d": json.dumps("heard")}).decode()
+    member, before = await member_with_a_message(hub)
+    heard = store_unannounced(sync_redis, "heard")
     joiner = Client("joiner")
     send_text = joiner.subscriber.sink.send_text
 

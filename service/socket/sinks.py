@@ -97,13 +97,14 @@ class Batches:
 
     def add(self, sink):
         self.sinks.append(sink)
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.flush)
+        self._flush_at_end()
 
     def write_at_end(self, writer):
         """Call `writer()` at the end of this pass, before the sinks are flushed."""
         self.writers.append(writer)
+        self._flush_at_end()
+
+    def _flush_at_end(self):
         if not self.scheduled:
             self.scheduled = True
             self.loop.call_soon(self.flush)
