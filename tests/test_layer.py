@@ -12,6 +12,7 @@ from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer
 
 from service.layer import GroupcastChannelLayer
+from service.layer.listener import cancel_all
 from service.storage.publishing import apublish_message
 from tests.conftest import eventually
 
@@ -181,6 +182,49 @@ def test_plain_synchronous_code_on_a_new_event_loop_per_call(layer, other):
     # both arrive (a send made after a group_send from another process may overtake it:
     # README, "Adopting it")
     assert sorted(m["type"] for m in results["messages"]) == ["direct", "from.sync"]
+
+
+def test_a_layer_closed_just_after_a_receive_ends_its_puller(settings, prefix):
+    # channels_redis's test_double_receive: two process-local channels, a message waiting
+    # on each, each received and the layer closed from an event loop of its own. The
+    # layer's thread stops while its puller is sending the next BZPOPMIN, where the first
+    # cancellation can be lost (Python 3.11's asyncio.wait_for, in redis-py's write): a
+    # puller left running was destroyed pending when the thread's loop closed.
+    layer = GroupcastChannelLayer(redis_url=settings.REDIS_URL, prefix=prefix)
+    channels = [async_to_sync(layer.new_channel)() for _ in range(2)]
+
+    async def send_and_close(channel):
+        await layer.send(channel, {"type": "waiting", "to": channel})
+        await layer.close_pools()
+
+    async def receive_and_close(channel):
+        message = await layer.receive(channel)
+        await layer.close_pools()
+        return message
+
+    for channel in channels:
+        async_to_sync(send_and_close)(channel)
+    for channel in reversed(channels):
+        listener = layer.listener()
+        assert async_to_sync(receive_and_close)(channel) == {"type": "waiting", "to": channel}
+        assert listener.loop.is_closed()
+        assert listener.pullers and all(task.done() for task in listener.pullers.values())
+
+
+async def test_cancel_all_cancels_again_a_task_that_dropped_its_cancellation():
+    dropped = asyncio.Event()
+
+    async def drops_the_first():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            dropped.set()  # as Python 3.11's wait_for does when its future finished too
+        await asyncio.sleep(30)
+
+    task = asyncio.ensure_future(drops_the_first())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_all([task], timeout=5), 2)
+    assert dropped.is_set() and task.cancelled()
 
 
 async def test_a_busy_consumer_fills_to_capacity_and_send_raises_channel_full(settings, prefix):
