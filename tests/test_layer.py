@@ -12,8 +12,8 @@ from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer
 
 from service.layer import GroupcastChannelLayer
-from service.layer.listener import cancel_all
 from service.storage.publishing import apublish_message
+from service.tasks import cancel_and_wait
 from tests.conftest import eventually
 
 
@@ -211,7 +211,7 @@ def test_a_layer_closed_just_after_a_receive_ends_its_puller(settings, prefix):
         assert listener.pullers and all(task.done() for task in listener.pullers.values())
 
 
-async def test_cancel_all_cancels_again_a_task_that_dropped_its_cancellation():
+async def test_cancel_and_wait_cancels_again_a_task_that_dropped_its_cancellation():
     dropped = asyncio.Event()
 
     async def drops_the_first():
@@ -223,7 +223,7 @@ async def test_cancel_all_cancels_again_a_task_that_dropped_its_cancellation():
 
     task = asyncio.ensure_future(drops_the_first())
     await asyncio.sleep(0)
-    await asyncio.wait_for(cancel_all([task], timeout=5), 2)
+    await asyncio.wait_for(cancel_and_wait([task], timeout=5), 2)
     assert dropped.is_set() and task.cancelled()
 
 

@@ -25,13 +25,11 @@ import weakref
 from service import metrics
 from service.storage import wire
 from service.storage.pubsub import Subscriptions
+from service.tasks import cancel_and_wait
 
 log = logging.getLogger("service.layer")
 
 GROUP_MARK = "__groupcast_group__"
-
-# How long a cancelled task may take before it is cancelled again (see cancel_all).
-CANCEL_AGAIN_AFTER = 0.05
 
 # every running Listener, so that the process can stop them all at exit
 _running = weakref.WeakSet()
@@ -47,24 +45,6 @@ def stop_all(wait=False):
 
 
 atexit.register(stop_all)
-
-
-async def cancel_all(tasks, timeout):
-    """Cancel `tasks` and wait up to `timeout` seconds for them to end, cancelling again
-    any that goes on: Python 3.11's asyncio.wait_for (redis-py awaits every command's
-    write with it) returns the write's result and drops the cancellation when both come
-    in the same pass (bpo-42130, fixed in 3.12). A puller cancelled then would go
-    on to block in BZPOPMIN for up to 5 s, past the loop's close ("Task was destroyed but
-    it is pending")."""
-    pending = {task for task in tasks if not task.done()}
-    deadline = asyncio.get_running_loop().time() + timeout
-    while pending:
-        left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            return
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=min(left, CANCEL_AGAIN_AFTER))
 
 
 class Listener:
@@ -131,7 +111,7 @@ class Listener:
             pass
 
     async def _stop_loop(self):
-        await cancel_all(self.pullers.values(), timeout=2)
+        await cancel_and_wait(self.pullers.values())
         for subscriptions in self.subscriptions.values():
             await subscriptions.close()
         self.loop.stop()
@@ -258,7 +238,7 @@ class Listener:
                     self.layer.mailboxes.put(targets, message)
 
     async def _shutdown(self):
-        await cancel_all(self.pullers.values(), timeout=2)
+        await cancel_and_wait(self.pullers.values())
         for subscriptions in list(self.subscriptions.values()):
             await subscriptions.close()
         self.subscriptions.clear()

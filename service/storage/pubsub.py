@@ -20,6 +20,8 @@ import math
 from redis.backoff import EqualJitterBackoff
 from redis.crc import key_slot
 
+from service.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 # How long a subscribe waits for its link (at start-up, or while it reconnects).
@@ -257,8 +259,7 @@ class Link:
 
     async def close(self):
         if self.task is not None and self.task is not asyncio.current_task():
-            self.task.cancel()
-            await stopped(self.task)
+            await cancel_and_wait([self.task])
         await self._drop_connection(ConnectionError("the link closed"))
 
     async def confirm(self, channel):
@@ -466,10 +467,7 @@ class Link:
                 await pubsub.aclose()  # also ends a read in progress
             except Exception:
                 pass
-        for task in (*tasks, self.reader):
-            if task is not None and not task.done():
-                task.cancel()
-                await stopped(task)
+        await cancel_and_wait([task for task in (*tasks, self.reader) if task is not None])
         self.reader = None
         for confirmed in self.waiting.values():
             if not confirmed.done():
@@ -490,13 +488,3 @@ async def _as_received(message):
 
 def _ignore(*args):
     pass
-
-
-async def stopped(task, timeout=2.0):
-    """Wait, bounded, for a cancelled task to finish (redis-py can delay a cancellation
-    that lands mid-read; the task then ends when its connection is closed)."""
-    if task.done():
-        return
-    done, _ = await asyncio.wait([task], timeout=timeout)
-    if not done:
-        log.warning("task %r did not stop within %.0fs", task.get_name(), timeout)

@@ -15,6 +15,7 @@ from django.conf import settings
 from service import metrics
 from service.storage.clients import REDIS_FAILURES, redis_async
 from service.storage.jobs import jobs_due
+from service.tasks import cancel_and_wait
 from service.upstream.channels import GatedWorker
 from service.worker import jobs, probes
 
@@ -39,8 +40,7 @@ class GroupcastWorker(GatedWorker):
             serving.result()  # a crash: let it show
             return
         log.info("stopping: handing %d running job(s) back", len(jobs.running))
-        serving.cancel()
-        await asyncio.wait([serving], timeout=2)
+        await cancel_and_wait([serving])
         await jobs.jobs_release_running()
 
     async def handle(self):
