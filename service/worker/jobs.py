@@ -21,6 +21,7 @@ from django.conf import settings
 from service import metrics
 from service.storage.jobs import Lease, job_kind
 from service.storage.publishing import apublish_message
+from service.tasks import cancel_and_wait
 from service.worker import webhook
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ async def _run_leased(lease, record, progress):
             async with deadline:
                 result = await kind.run(job_id, record, progress)
         finally:
-            keeper.cancel()
+            # ended before the job's outcome is recorded, so no renewal comes after it
+            await cancel_and_wait([keeper])
     except LeaseLost:
         outcome = "lost"
     except Exception as error:
