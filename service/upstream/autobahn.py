@@ -93,10 +93,14 @@ def configure(factory):
     limit, a protocol error) the client gets the close code (1009, 1002), not a dropped
     TCP connection it cannot tell from a crash. allowNullOrigin: `Origin: null` (sandboxed
     frames, file: pages) is judged by the application's origin check like any other
-    (403), not refused by autobahn with a 400.
+    (403), not refused by autobahn with a 400. openHandshakeTimeout=0: one bound on a
+    connection's way to an open WebSocket, GROUPCAST_HANDSHAKE_TIMEOUT from its accept
+    (service/socket/handshakes.py), not a second one of Daphne's (5 s from the request)
+    with a timer per connection (~2% of the socket's CPU per connect in a storm).
     """
     factory.setProtocolOptions(
-        closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT, failByDrop=False, allowNullOrigin=True
+        closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT, failByDrop=False, allowNullOrigin=True,
+        openHandshakeTimeout=0,
     )
     # autobahn copies each of its ~40 options from the factory onto every new connection
     # that lacks it, and formats the list with pprint for a debug line whatever the log
