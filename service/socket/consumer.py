@@ -16,6 +16,7 @@ from django.conf import settings
 from service import logs, metrics
 from service.socket import events, subscribe_proxy
 from service.socket.hub import current_hub
+from service.socket.inbox import ClientInbox
 from service.socket.frames import (
     PONG,
     FrameError,
@@ -37,8 +38,12 @@ log = logging.getLogger(__name__)
 class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
     subscriber = None
     hub = None
+    inbox_counts_frames = False
 
     async def __call__(self, scope, receive, send):
+        # Under the socket server the client's frames are counted as they arrive, by the
+        # inbox `receive` reads (service/socket/inbox.py); elsewhere, here.
+        self.inbox_counts_frames = isinstance(getattr(receive, "__self__", None), ClientInbox)
         # Every log line of this connection (its task and what it awaits) carries its id.
         logs.connection_id.set(logs.new_connection_id())
         try:
@@ -80,8 +85,8 @@ class GroupcastConsumer(LeanDispatch, AsyncWebsocketConsumer):
         subscriber = self.subscriber
         if subscriber is None or subscriber.closing:
             return
-        if not self.scope.get("groupcast.inbox") and not subscriber.allow_frame():
-            # (under Daphne the inbox counts frames as they arrive: groupcast_flooded)
+        if not self.inbox_counts_frames and not subscriber.allow_frame():
+            # (the inbox reports its own floods: groupcast_flooded)
             await self.groupcast_flooded(None)
             return
         if text_data is None:

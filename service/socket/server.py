@@ -42,7 +42,6 @@ class SocketServer(daphne.Server):
         """A Mailbox (~3 kB less per open connection than an asyncio.Queue); for a
         WebSocket, one that bounds the client's frames as they arrive."""
         if scope["type"] == "websocket" and protocol.transport is not None:
-            scope["groupcast.inbox"] = True  # the consumer need not rate-limit again
             return ClientInbox(protocol.transport, self.settings.GROUPCAST_CLIENT_RATE)
         return Mailbox()
 
