@@ -249,21 +249,21 @@ async def test_publishes_follow_a_failover_with_min_replicas(cluster, settings):
     await asyncio.to_thread(wait_until, lambda: cluster.agreed_owner(keys.stream(group)) == replica and cluster.healthy(),
                             30, "the replica to take over, as every node sees it")
 
-    async def outcomes(publish):
+    async def outcomes(send):
         seen = []
         for n in range(4):
             try:
-                await publish(n)
+                await send(n)
                 seen.append("ok")
             except REDIS_FAILURES as error:
                 seen.append(type(error).__name__)
         return seen
 
-    for name, publish in {
+    for name, send in {
         "sync": lambda n: asyncio.to_thread(publish_message, group=group, data={"n": n}),
         "async": lambda n: apublish_message(group=group, data={"n": n}),
     }.items():
-        seen = await outcomes(publish)
+        seen = await outcomes(send)
         assert seen[1:] == ["ok"] * 3, (name, seen)
 
 

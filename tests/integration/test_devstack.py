@@ -109,7 +109,7 @@ def test_sigterm_to_the_process_group_stops_every_role(tmp_path):
         raise
     assert process.poll() is None, "".join(lines)
     banner = "".join(lines)
-    assert f"/api/v1/openapi.json" in banner
+    assert "/api/v1/openapi.json" in banner
     redis_port = int(re.search(r"Redis +redis://127\.0\.0\.1:(\d+)/0", banner).group(1))
     run_dir = env["GROUPCAST_RUN_DIR"]
     running = processes_marked(marker, run_dir)
