@@ -17,7 +17,8 @@ import pytest
 _reinstall_reactor = daphne.testing._reinstall_reactor
 
 # what Daphne's harness passes and the socket role sets from its own settings instead
-# (GROUPCAST_MAX_FRAME_BYTES for both limits; tests/test_consumer.py holds it to its 1009)
+# (GROUPCAST_MAX_FRAME_BYTES for both limits; a real socket process is held to its 1009 by
+# tests/integration/test_faults.py::test_a_frame_over_the_size_limit_is_answered_with_a_1009_close)
 SIZE_LIMIT_TESTS = {
     "test_websocket_max_message_size",
     "test_websocket_max_frame_size",
