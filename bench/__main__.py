@@ -6,8 +6,9 @@
     python -m bench --shard-fanout   Redis CPU per publish against subscribing processes
     python -m bench --systems groupcast,centrifugo --scenarios one-group-1000
 
-The repeated scenarios (one group of 1,000, 100 groups of 10, SSE, one group of 100) run first, in rounds,
-systems interleaved; their rows are medians over the rounds. The run ends with the two
+The repeated scenarios (one group of 1,000, 100 groups of 10, SSE, one group of 100, the
+connect of 10,000 clients) run first, in rounds, systems interleaved; their rows are
+medians over the rounds. The run ends with the two
 small-groups ratio lines and the three headline ratio lines (groupcast vs each peer,
 median deliveries per server CPU-second, 1,000 connections in one group at saturation).
 """
