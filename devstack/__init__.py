@@ -200,8 +200,11 @@ class Stack:
                       "worker": "GROUPCAST_METRICS_PORT"}
 
     def __init__(self, *, http_port=None, socket_ports=None, worker_ports=None,
-                 redis_url=None, env=None, workdir=None, quiet=True, redis_cluster=False):
+                 redis_url=None, env=None, workdir=None, quiet=True, redis_cluster=False,
+                 socket_args=()):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="groupcast-"))
+        # more options for the socket processes' Daphne (such as --ping-interval)
+        self.socket_args = list(socket_args)
         self.http_port = http_port or free_port()
         self.gunicorn_port = free_port()
         self.socket_ports = list(socket_ports or [free_port()])
@@ -315,7 +318,7 @@ class Stack:
     def start_socket(self, index):
         self._spawn(f"socket{index}", ["-m", "service.socket.server", "--bind", "127.0.0.1",
                                        "--port", str(self.socket_ports[index]),
-                                       "-v", "0", "service.asgi:application"])
+                                       "-v", "0", *self.socket_args, "service.asgi:application"])
 
     def start_worker(self, index):
         self._spawn(f"worker{index}", ["-m", "django", "runworker", "groupcast.jobs",

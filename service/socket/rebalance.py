@@ -60,8 +60,10 @@ class Rebalancer:
         if settings.GROUPCAST_REBALANCE and not self.hub.draining:
             own = len(self.hub.subscribers)
             count = excess(own, await self.hub.presence.fleet())
-            oldest = [s for s in self.hub.subscribers.values() if not s.closing and s not in victims]
-            victims += oldest[:count]
+            if count:  # (a list of every connection on every beat otherwise)
+                aged = set(victims)
+                oldest = [s for s in self.hub.subscribers.values() if not s.closing and s not in aged]
+                victims += oldest[:count]
         if victims:
             self.running = asyncio.ensure_future(self._close(victims))
 
