@@ -45,6 +45,13 @@ def start(server, protocol):
     return server.connections[protocol]["application_instance"]
 
 
+async def stop_all(server):
+    running = [d["application_instance"] for d in server.connections.values() if "application_instance" in d]
+    for instance in running:
+        instance.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+
+
 async def test_an_application_that_ends_is_reaped_and_its_connection_forgotten_at_the_close():
     async def application(scope, receive, send):
         return None
@@ -115,7 +122,7 @@ async def test_http_requests_are_checked_only_with_a_time_limit():
         assert protocol.checked == 0
         server.check_due(protocol.request_start + 31)
         assert protocol.checked == (1 if server is limited else 0)
-        server.kill_all_applications()
+        await stop_all(server)
 
 
 def test_due_seconds_hand_out_what_has_come_once_and_let_go_of_what_is_gone():
@@ -130,3 +137,41 @@ def test_due_seconds_hand_out_what_has_come_once_and_let_go_of_what_is_gone():
     assert due.take(101.9) == []
     assert due.take(102.0) == [(kept, CHECK)]  # not `gone`
     assert due.take(200.0) == [] and not due.buckets
+
+
+async def test_a_check_that_fails_is_logged_and_the_others_still_run(caplog):
+    async def application(scope, receive, send):
+        await asyncio.Event().wait()
+
+    class Failing(Protocol):
+        def check_timeouts(self):
+            raise RuntimeError("broken protocol")
+
+    server = running_server(application, http_timeout=30)
+    failing, fine = Failing(), Protocol()
+    for protocol in (failing, fine):
+        protocol.request_start = time.time()
+        start(server, protocol)
+    with caplog.at_level(logging.ERROR, logger="daphne.server"):
+        server.check_due(time.time() + 31)
+    assert fine.checked == 1
+    assert "broken protocol" in caplog.text
+    await stop_all(server)
+
+
+async def test_stopping_the_server_cancels_the_running_applications_past_ended_ones():
+    async def ends(scope, receive, send):
+        return None
+
+    async def runs(scope, receive, send):
+        await asyncio.Event().wait()
+
+    server = running_server(ends)
+    ended, running = Protocol(), Protocol()
+    start(server, ended)
+    await eventually(lambda: "application_instance" not in server.connections[ended], what="reaped")
+    server.application = runs
+    instance = start(server, running)
+    server.kill_all_applications()  # Daphne's read every connection's application: KeyError
+    await asyncio.gather(instance, return_exceptions=True)
+    assert instance.cancelled()

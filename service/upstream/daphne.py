@@ -87,19 +87,22 @@ class Server(daphne.server.Server):
 
     def timeout_checker(self):
         """Every second: what has fallen due. (Daphne's run() calls it first.)"""
+        reactor.callLater(1, self.timeout_checker)  # first: one failure stops no ping
         self.check_due(time.time())
-        reactor.callLater(1, self.timeout_checker)
 
     def check_due(self, now):
         for protocol, what in self.due.take(now):
             details = self.connections.get(protocol)
             if details is None:
                 continue
-            if what == CLOSE:
-                self._close_due(protocol, details)
-            elif "disconnected" not in details:
-                protocol.check_timeouts()
-                self._schedule_check(protocol, now)
+            try:
+                if what == CLOSE:
+                    self._close_due(protocol, details)
+                elif "disconnected" not in details:
+                    protocol.check_timeouts()
+                    self._schedule_check(protocol, now)
+            except Exception:
+                log.exception("checking %r failed", protocol)
 
     def _schedule_check(self, protocol, now):
         """When check_timeouts has something to do for `protocol` next (Daphne's rules in
