@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 
-from service.upstream.daphne import CHECK, DueSeconds, Server
+from service.upstream.daphne import DueSeconds, Server
 from tests.conftest import eventually
 
 HTTP_SCOPE = {"type": "http", "path": "/", "method": "GET", "headers": []}
@@ -35,7 +35,7 @@ def running_server(application, **options):
     # (an endpoint it never listens on: run() is not called)
     server = Server(application=application, endpoints=["tcp:port=0"], **options)
     server.connections = {}  # what run() sets up before serving
-    server.due = DueSeconds(time.time())
+    server.start_books(time.time())
     return server
 
 
@@ -127,15 +127,15 @@ async def test_http_requests_are_checked_only_with_a_time_limit():
 
 def test_due_seconds_hand_out_what_has_come_once_and_let_go_of_what_is_gone():
     due = DueSeconds(100.2)
-    kept, gone = Protocol(), Protocol()
-    due.add(101.5, kept, CHECK)
-    due.add(101.1, gone, CHECK)
-    due.add(99.0, kept, "late")  # already past: the next second
+    kept, late, gone = Protocol(), Protocol(), Protocol()
+    due.add(101.5, kept)
+    due.add(101.1, gone)
+    due.add(99.0, late)  # already past: the next second
     del gone
     assert due.take(100.9) == []
-    assert due.take(101.0) == [(kept, "late")]
+    assert due.take(101.0) == [late]
     assert due.take(101.9) == []
-    assert due.take(102.0) == [(kept, CHECK)]  # not `gone`
+    assert due.take(102.0) == [kept]  # not `gone`
     assert due.take(200.0) == [] and not due.buckets
 
 
