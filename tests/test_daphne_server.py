@@ -35,7 +35,6 @@ def running_server(application, **options):
     # (an endpoint it never listens on: run() is not called)
     server = Server(application=application, endpoints=["tcp:port=0"], **options)
     server.connections = {}  # what run() sets up before serving
-    server.start_books(time.time())
     return server
 
 
